@@ -1,0 +1,3 @@
+"""pdiff: Prompt Diffuser in JAX/Flax."""
+
+__version__ = "0.1.0"
