@@ -1,0 +1,60 @@
+"""Behaviour-policy training config (``experiments/train_behavior.py``).
+
+Usage: ``--config=experiments/configs/behavior.py:cheetah_vel``. The argument
+picks the family and its preset; every field can be overridden from the
+command line (``--config.trainer.num_timesteps=...``).
+"""
+
+import ml_collections
+
+# Brax PPO settings per family, sized for a 2-core CPU. Field names are
+# brax.training.agents.ppo.train's keyword arguments.
+_PPO_PRESETS = {
+    "cheetah_vel": dict(num_timesteps=6_000_000, num_envs=512, batch_size=256,
+                        unroll_length=20, num_minibatches=16,
+                        num_updates_per_batch=8, discounting=0.95,
+                        learning_rate=3e-4, entropy_cost=1e-3,
+                        reward_scaling=1.0, num_evals=13),
+    "cheetah_dir": dict(num_timesteps=6_000_000, num_envs=512, batch_size=256,
+                        unroll_length=20, num_minibatches=16,
+                        num_updates_per_batch=8, discounting=0.97,
+                        learning_rate=3e-4, entropy_cost=1e-3,
+                        reward_scaling=1.0, num_evals=13),
+    "ant_dir": dict(num_timesteps=10_000_000, num_envs=1024, batch_size=512,
+                    unroll_length=10, num_minibatches=16,
+                    num_updates_per_batch=4, discounting=0.97,
+                    learning_rate=3e-4, entropy_cost=1e-2,
+                    reward_scaling=1.0, num_evals=11),
+    "point_robot": dict(num_timesteps=200_000, num_envs=128, batch_size=128,
+                        unroll_length=10, num_minibatches=4,
+                        num_updates_per_batch=4, discounting=0.95,
+                        learning_rate=1e-3, entropy_cost=1e-3,
+                        reward_scaling=1.0, num_evals=5),
+}
+
+
+def get_config(family: str = "cheetah_vel") -> ml_collections.ConfigDict:
+  if family not in _PPO_PRESETS:
+    raise ValueError(f"behaviour config: unknown family {family!r}; expected "
+                     f"one of {sorted(_PPO_PRESETS)}.")
+  config = ml_collections.ConfigDict()
+  # Task family to train on (pdiff.envs.make name).
+  config.family = family
+  # Brax physics backend; None uses pdiff.envs.DEFAULT_BACKEND. Datasets and
+  # evaluation must use the same backend as the behaviour policy.
+  config.backend = ml_collections.config_dict.placeholder(str)
+  # Brax trainer: "ppo" (brax.training.agents.ppo) or "sac".
+  config.algorithm = "ppo"
+  # Hidden layer sizes of the policy network (kept small: it ships in the
+  # package).
+  config.hidden = (64, 64)
+  # Seed of the trainer.
+  config.seed = 0
+  # The medium checkpoint is the first evaluation reaching this fraction of
+  # the way from the first evaluation's return to the best one.
+  config.medium_fraction = 0.5
+  # Keyword arguments passed to the Brax trainer as they are.
+  config.trainer = ml_collections.ConfigDict(dict(
+      _PPO_PRESETS[family], normalize_observations=True,
+      num_eval_envs=64))
+  return config

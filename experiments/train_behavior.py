@@ -1,0 +1,43 @@
+r"""Trains a family's task-conditioned behaviour policy with Brax's trainers.
+
+  python experiments/train_behavior.py \
+      --config=experiments/configs/behavior.py:cheetah_vel \
+      --out_dir=/tmp/behavior/cheetah_vel
+
+Writes ``{out_dir}/expert`` and ``{out_dir}/medium`` checkpoints and
+``{out_dir}/summary.json``. ``--out_dir=package`` overwrites the checkpoints
+shipped in ``pdiff/assets/behavior/{family}``.
+"""
+
+import json
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from pdiff import envs
+from pdiff.data import behavior
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/behavior.py", "Behaviour-policy config.")
+_OUT_DIR = flags.DEFINE_string(
+    "out_dir", None, "Output directory, or 'package' for the shipped assets.",
+    required=True)
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  family = envs.make(config.family, backend=config.backend)
+  out_dir = _OUT_DIR.value
+  if out_dir == "package":
+    out_dir = os.path.join(behavior.ASSETS_DIR, family.name)
+  summary = behavior.train_behavior_policy(family, config, out_dir)
+  with open(os.path.join(out_dir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  logging.info("trained in %.0fs; curve %s", summary["train_seconds"],
+               summary["curve"])
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,201 @@
+"""Task-conditioned behaviour policies, trained with Brax's own PPO or SAC.
+
+One policy per task family sees the observation with the task parameter
+appended (``TaskFamily.as_brax_env``). Training saves two checkpoints: the
+final ``expert`` and an early ``medium`` one (the first evaluation whose mean
+return passes a fraction of the way from the first to the best evaluation).
+
+A checkpoint is a directory with ``params.msgpack`` (the observation
+normaliser and the policy network, flax-serialised) and ``policy.json`` (the
+network shape, the algorithm, the training config and the evaluation
+returns). Shipped checkpoints live in ``pdiff/assets/behavior/{family}/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+from absl import logging
+from brax.training.acme import running_statistics, specs
+from brax.training.agents.ppo import networks as ppo_networks
+from brax.training.agents.ppo import train as ppo
+from brax.training.agents.sac import networks as sac_networks
+from brax.training.agents.sac import train as sac
+
+ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
+                          "behavior")
+QUALITIES = ("expert", "medium")
+ALGORITHMS = ("ppo", "sac")
+
+# policy(obs_with_task [B, ds + P], key) -> actions [B, da] in [-1, 1]
+Policy = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def shipped_policy_dir(family: str, quality: str) -> str:
+  """Where the package's checkpoint of ``family``/``quality`` lives."""
+  return os.path.join(ASSETS_DIR, family, quality)
+
+
+def _networks(algorithm: str, obs_size: int, action_size: int, hidden):
+  normalize = running_statistics.normalize
+  if algorithm == "ppo":
+    return ppo_networks.make_ppo_networks(
+        obs_size, action_size, preprocess_observations_fn=normalize,
+        policy_hidden_layer_sizes=tuple(hidden))
+  if algorithm == "sac":
+    return sac_networks.make_sac_networks(
+        obs_size, action_size, preprocess_observations_fn=normalize,
+        hidden_layer_sizes=tuple(hidden))
+  raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
+
+
+def _template(algorithm, obs_size, action_size, hidden):
+  nets = _networks(algorithm, obs_size, action_size, hidden)
+  normalizer = running_statistics.init_state(
+      specs.Array((obs_size,), jnp.dtype("float32")))
+  policy = nets.policy_network.init(jax.random.PRNGKey(0))
+  return nets, (normalizer, policy)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+  directory = os.path.dirname(path)
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def save_policy(directory: str, params, info: dict[str, Any]) -> None:
+  """Writes ``(normalizer, policy)`` params and ``info`` (must hold
+  ``algorithm``, ``observation_size``, ``action_size``, ``hidden``)."""
+  for field in ("algorithm", "observation_size", "action_size", "hidden"):
+    if field not in info:
+      raise ValueError(f"policy info needs field {field!r}; got {sorted(info)}.")
+  state = flax.serialization.to_state_dict(jax.device_get(params[:2]))
+  _write_atomic(os.path.join(directory, "params.msgpack"),
+                flax.serialization.msgpack_serialize(state))
+  _write_atomic(os.path.join(directory, "policy.json"),
+                json.dumps(info, indent=1, sort_keys=True).encode())
+
+
+def load_policy(directory: str, *, deterministic: bool = True
+                ) -> tuple[Policy, dict[str, Any]]:
+  """Loads a checkpoint written by :func:`save_policy`.
+
+  Returns:
+    ``(policy, info)``; ``policy(obs_with_task, key) -> actions``.
+  """
+  info_path = os.path.join(directory, "policy.json")
+  params_path = os.path.join(directory, "params.msgpack")
+  for path in (info_path, params_path):
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"behaviour policy file missing: {path}")
+  with open(info_path) as f:
+    info = json.load(f)
+  nets, template = _template(info["algorithm"], info["observation_size"],
+                             info["action_size"], info["hidden"])
+  with open(params_path, "rb") as f:
+    try:
+      state = flax.serialization.msgpack_restore(f.read())
+      params = flax.serialization.from_state_dict(template, state)
+    except Exception as e:  # noqa: BLE001
+      raise ValueError(f"{params_path}: cannot restore policy parameters "
+                       f"({type(e).__name__}: {e}).") from e
+  if info["algorithm"] == "ppo":
+    make = ppo_networks.make_inference_fn(nets)
+  else:
+    make = sac_networks.make_inference_fn(nets)
+  inference = make(params, deterministic=deterministic)
+  return (lambda obs, key: inference(obs, key)[0]), info
+
+
+def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
+  """Trains the family's task-conditioned policy and saves expert and medium.
+
+  Args:
+    family: a Brax task family of :mod:`pdiff.envs`.
+    config: ``experiments/configs/behavior.py``'s config (algorithm, budget
+      and the trainer's keyword arguments).
+    out_dir: checkpoints go to ``{out_dir}/expert`` and ``{out_dir}/medium``.
+
+  Returns:
+    A summary: evaluation curve, chosen medium step, wall time.
+  """
+  algorithm = config.algorithm
+  hidden = tuple(config.hidden)
+  env = family.as_brax_env(family.train_tasks, append_task=True)
+  obs_size, action_size = env.observation_size, env.action_size
+  trainer_kwargs = dict(config.trainer.to_dict())
+  if algorithm == "ppo":
+    trainer, factory = ppo.train, functools.partial(
+        ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=hidden)
+  elif algorithm == "sac":
+    trainer, factory = sac.train, functools.partial(
+        sac_networks.make_sac_networks, hidden_layer_sizes=hidden)
+  else:
+    raise ValueError(f"config.algorithm must be one of {ALGORITHMS}, "
+                     f"got {algorithm!r}.")
+
+  curve: list[tuple[int, float]] = []
+  snapshots: list[tuple[int, Any]] = []
+  start = time.time()
+
+  def progress(step, metrics):
+    ret = float(metrics.get("eval/episode_reward", float("nan")))
+    curve.append((int(step), ret))
+    logging.info("%s %s: step %d  eval return %.1f  (%.0fs)", family.name,
+                 algorithm, step, ret, time.time() - start)
+
+  def keep_params(step, make_policy, params):
+    del make_policy
+    snapshots.append((int(step), jax.device_get(params[:2])))
+
+  _, params, _ = trainer(
+      environment=env, episode_length=family.episode_length,
+      network_factory=factory, progress_fn=progress,
+      policy_params_fn=keep_params, seed=config.seed, **trainer_kwargs)
+  wall = time.time() - start
+
+  medium_step, medium_params = _pick_medium(curve, snapshots,
+                                            config.medium_fraction)
+  base = dict(algorithm=algorithm, observation_size=obs_size,
+              action_size=action_size, hidden=list(hidden),
+              family=family.name, backend=family.backend,
+              config=config.to_dict(), curve=curve, train_seconds=wall)
+  save_policy(os.path.join(out_dir, "expert"), params,
+              dict(base, quality="expert", step=curve[-1][0]))
+  save_policy(os.path.join(out_dir, "medium"), medium_params,
+              dict(base, quality="medium", step=medium_step))
+  return dict(curve=curve, medium_step=medium_step, train_seconds=wall)
+
+
+def _pick_medium(curve, snapshots, fraction):
+  """First snapshot whose eval return reaches ``fraction`` of the way from the
+  first evaluation to the best one (Prompt-DT's "medium": an early policy)."""
+  if not snapshots:
+    raise ValueError("the trainer produced no parameter snapshots.")
+  returns = dict(curve)
+  first = curve[0][1]
+  best = max(r for _, r in curve)
+  goal = first + fraction * (best - first)
+  for step, params in snapshots:
+    if step in returns and returns[step] >= goal and step > 0:
+      return step, params
+  return snapshots[len(snapshots) // 2]

@@ -1,0 +1,169 @@
+"""Prompted rollouts of a Decision-Transformer policy, vectorised in one jit.
+
+Every prompt-tuning method evaluates through :func:`make_prompted_rollout`:
+prompts (and, optionally, per-task policy parameters) come in as data, the
+tasks x episodes batch is stepped by one ``lax.scan`` over the episode, and
+the context window of the last ``K`` steps lives in fixed-size buffers that
+shift left by one slot each step (left padding, as in training).
+
+At step ``t`` the window holds ``(R_{t-K+1..t}, s_{t-K+1..t}, a_{t-K+1..t})``
+with ``a_t`` still zero; the policy's prediction at the last slot is ``a_t``.
+After the env step, ``R_{t+1} = R_t - r_t / return_scale``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from pdiff.data.types import Segments
+
+# policy_fn(params, segments [B, K, ...], prompt [B, Kp, ...]) -> actions [B, K, da]
+PolicyFn = Callable[[Any, Segments, Segments], jax.Array]
+
+
+@flax.struct.dataclass
+class RolloutResult:
+  """Undiscounted returns of a batch of prompted episodes."""
+
+  returns: jax.Array  # [num_tasks, num_episodes] float32
+  lengths: jax.Array  # [num_tasks, num_episodes] int32, steps before done
+
+  @property
+  def mean(self) -> jax.Array:  # [num_tasks]
+    return self.returns.mean(axis=-1)
+
+  @property
+  def std(self) -> jax.Array:  # [num_tasks]
+    return self.returns.std(axis=-1)
+
+
+@flax.struct.dataclass
+class _Window:
+  states: jax.Array  # [E, K, ds]
+  actions: jax.Array  # [E, K, da]
+  rewards: jax.Array  # [E, K]
+  returns_to_go: jax.Array  # [E, K]
+  timesteps: jax.Array  # [E, K] int32
+  mask: jax.Array  # [E, K]
+
+  def push(self, state, rtg, t) -> _Window:
+    """Shifts left by one slot and writes step ``t`` (action still zero)."""
+    shift = lambda x, new: jnp.concatenate([x[:, 1:], new[:, None]], axis=1)
+    e = state.shape[0]
+    return _Window(
+        states=shift(self.states, state),
+        actions=shift(self.actions, jnp.zeros_like(self.actions[:, 0])),
+        rewards=shift(self.rewards, jnp.zeros((e,), self.rewards.dtype)),
+        returns_to_go=shift(self.returns_to_go, rtg),
+        timesteps=shift(self.timesteps, t),
+        mask=shift(self.mask, jnp.ones((e,), self.mask.dtype)),
+    )
+
+  def set_last(self, action, reward) -> _Window:
+    return self.replace(
+        actions=self.actions.at[:, -1].set(action),
+        rewards=self.rewards.at[:, -1].set(reward),
+    )
+
+  def as_segments(self) -> Segments:
+    return Segments(self.states, self.actions, self.rewards,
+                    self.returns_to_go, self.timesteps, self.mask)
+
+
+def make_prompted_rollout(
+    family,
+    policy_fn: PolicyFn,
+    *,
+    context_len: int,
+    num_episodes: int,
+    state_mean: jax.Array,
+    state_std: jax.Array,
+    target_return: float | None = None,
+    params_per_task: bool = False,
+    max_ep_len: int | None = None,
+) -> Callable[[Any, Segments, jax.Array, jax.Array], RolloutResult]:
+  """Builds ``rollout(params, prompts, task_indices, key) -> RolloutResult``.
+
+  Args:
+    family: a task family of :mod:`pdiff.envs`.
+    policy_fn: ``policy_fn(params, segments, prompt) -> actions [B, K, da]``,
+      e.g. ``lambda p, s, q: model.apply(p, s, q)``.
+    context_len: K, the policy's context window.
+    num_episodes: episodes per task.
+    state_mean: [ds] normalisation statistics used in training.
+    state_std: [ds].
+    target_return: initial return-to-go (unscaled); defaults to the family's
+      ``return_target``.
+    params_per_task: if true, ``params`` has a leading task axis (a tuned
+      copy per task) instead of being shared.
+    max_ep_len: timesteps are clipped to ``max_ep_len - 1``; defaults to the
+      family's episode length.
+
+  Returns:
+    A jitted function. ``prompts`` is a :class:`Segments` with a leading task
+    axis ``[num_tasks, Kp, ...]``; ``task_indices`` is ``[num_tasks]`` int.
+  """
+  if context_len < 1:
+    raise ValueError(f"context_len must be >= 1, got {context_len}.")
+  if num_episodes < 1:
+    raise ValueError(f"num_episodes must be >= 1, got {num_episodes}.")
+  horizon = family.episode_length
+  max_ep_len = max_ep_len or horizon
+  target = family.return_target if target_return is None else target_return
+  scale = float(family.return_scale)
+  ds, da = family.observation_size, family.action_size
+  state_mean = jnp.asarray(state_mean, jnp.float32)
+  state_std = jnp.asarray(state_std, jnp.float32)
+
+  def one_task(params, prompt, task, key):
+    # prompt: Segments [Kp, ...] of one task; task: one Task.
+    e = num_episodes
+    prompts = jax.tree.map(lambda x: jnp.broadcast_to(x, (e, *x.shape)), prompt)
+    tasks = jax.tree.map(lambda x: jnp.broadcast_to(x, (e, *x.shape)), task)
+    env_state = jax.vmap(family.reset)(jax.random.split(key, e), tasks)
+    window = _Window(
+        states=jnp.zeros((e, context_len, ds), jnp.float32),
+        actions=jnp.zeros((e, context_len, da), jnp.float32),
+        rewards=jnp.zeros((e, context_len), jnp.float32),
+        returns_to_go=jnp.zeros((e, context_len), jnp.float32),
+        timesteps=jnp.zeros((e, context_len), jnp.int32),
+        mask=jnp.zeros((e, context_len), jnp.float32),
+    )
+    carry = (env_state, window, jnp.full((e,), target / scale, jnp.float32),
+             jnp.zeros((e,), jnp.float32), jnp.ones((e,), jnp.float32),
+             jnp.zeros((e,), jnp.int32))
+
+    def step(carry, t):
+      env_state, window, rtg, ret, alive, length = carry
+      obs = (env_state.obs - state_mean) / state_std  # [E, ds]
+      tt = jnp.full((e,), jnp.minimum(t, max_ep_len - 1), jnp.int32)
+      window = window.push(obs, rtg, tt)
+      action = policy_fn(params, window.as_segments(), prompts)[:, -1]  # [E, da]
+      env_state = jax.vmap(family.step)(env_state, action)
+      reward = env_state.reward * alive
+      window = window.set_last(action, reward)
+      ret = ret + reward
+      length = length + alive.astype(jnp.int32)
+      alive = alive * (1.0 - env_state.done)
+      rtg = rtg - reward / scale
+      return (env_state, window, rtg, ret, alive, length), None
+
+    carry, _ = jax.lax.scan(step, carry, jnp.arange(horizon))
+    return carry[3], carry[5]
+
+  params_axis = 0 if params_per_task else None
+
+  @jax.jit
+  def rollout(params, prompts: Segments, task_indices, key) -> RolloutResult:
+    tasks = family.tasks(task_indices)
+    keys = jax.random.split(key, task_indices.shape[0])
+    returns, lengths = jax.vmap(one_task, in_axes=(params_axis, 0, 0, 0))(
+        params, prompts, tasks, keys)
+    return RolloutResult(returns=returns, lengths=lengths)
+
+  return rollout
