@@ -75,6 +75,7 @@ def _write_atomic(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -145,10 +146,12 @@ def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
   trainer_kwargs = dict(config.trainer.to_dict())
   if algorithm == "ppo":
     trainer, factory = ppo.train, functools.partial(
-        ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=hidden)
+        ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=hidden,
+        value_hidden_layer_sizes=tuple(config.value_hidden))
   elif algorithm == "sac":
     trainer, factory = sac.train, functools.partial(
         sac_networks.make_sac_networks, hidden_layer_sizes=hidden)
+    # SAC's critic shares ``hidden``; ``value_hidden`` is PPO's alone.
   else:
     raise ValueError(f"config.algorithm must be one of {ALGORITHMS}, "
                      f"got {algorithm!r}.")

@@ -1,0 +1,295 @@
+"""Prompt Decision Transformer (Prompt-DT), the pre-trained policy.
+
+Prompt-DT (Xu et al., 2022) is a Decision Transformer over `(R, s, a)` tokens,
+three per step, with a trajectory prompt of a few `(R, s, a)` steps of the
+same task prepended to the input. The prompt has its own embedding layers. It
+is trained by masked action MSE on many tasks at once; the prompt tells it the
+task.
+
+Layout of one forward pass (Kp prompt steps, K main steps, H hidden size):
+
+  prompt [B, Kp] --prompt_embed_*--> [B, 3Kp, H] --+
+                                                   +-- concat [B, 3Kp+3K, H]
+  segments [B, K] --embed_* + LN----> [B, 3K, H] --+
+      --> dropout --> num_layers causal GPT-2 blocks --> LN
+      --> hidden of the state tokens of the main sequence [B, K, H]
+      --> Dense + tanh --> actions [B, K, da]
+
+There are no positional embeddings: a learned timestep embedding is added to
+each token instead. Padded steps (mask 0, on the left) of both prompt and main
+sequence cannot be attended to, so the real outputs ignore what they hold.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from pdiff.data.types import Segments
+from pdiff.models.layers import CausalTransformerBlock, causal_padding_mask
+
+# Tokens per step: return-to-go, state, action.
+TOKENS_PER_STEP = 3
+# Index of the state token within a step; the action is predicted from it.
+STATE_TOKEN = 1
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Prompt-DT's architecture, as in the public Prompt-DT code."""
+  config = ml_collections.ConfigDict()
+  config.state_dim = 0  # observation size; 0 = taken from the data
+  config.act_dim = 0  # action size; 0 = taken from the data
+  config.hidden_dim = 128  # token embedding (model) width
+  config.num_layers = 3  # causal transformer blocks
+  config.num_heads = 1  # attention heads per block
+  config.mlp_dim = 512  # hidden width of each block's MLP (4 x hidden_dim)
+  config.activation = "relu"  # MLP activation: 'relu' or 'gelu'
+  config.dropout_rate = 0.1  # embedding, attention and residual dropout
+  config.max_ep_len = 1000  # timestep embedding table size (timesteps clipped)
+  config.action_tanh = True  # squash predicted actions into [-1, 1]
+  config.adapter_dim = 0  # bottleneck adapter width per block; 0 = none
+  return config
+
+
+class PromptDT(nn.Module):
+  """Prompt Decision Transformer.
+
+  Initialise with a prompt (`model.init(key, segments, prompt)`) so that the
+  prompt embedding layers get parameters; the same parameters then also serve
+  calls without a prompt or with `prompt_embeddings`. Transformer weights use
+  GPT-2's N(0, 0.02) initialisation (residual projections scaled by
+  1 / sqrt(2 num_layers)); the embedding layers use Flax's defaults.
+
+  Attributes:
+    state_dim: observation size ds.
+    act_dim: action size da.
+    hidden_dim: token embedding width H.
+    num_layers: causal transformer blocks.
+    num_heads: attention heads per block.
+    mlp_dim: MLP hidden width per block.
+    activation: MLP activation, 'relu' or 'gelu'.
+    dropout_rate: embedding, attention and residual dropout rate.
+    max_ep_len: timestep embedding table size; timesteps are clipped to
+      `[0, max_ep_len - 1]`.
+    action_tanh: squash predicted actions with tanh.
+    adapter_dim: if positive, every block gets bottleneck adapters of this
+      width (parameters under `.../adapter/...`, zero-initialised output).
+  """
+
+  state_dim: int
+  act_dim: int
+  hidden_dim: int = 128
+  num_layers: int = 3
+  num_heads: int = 1
+  mlp_dim: int = 512
+  activation: str = "relu"
+  dropout_rate: float = 0.1
+  max_ep_len: int = 1000
+  action_tanh: bool = True
+  adapter_dim: int = 0
+
+  def setup(self):
+    h = self.hidden_dim
+    self.embed_return = nn.Dense(h)
+    self.embed_state = nn.Dense(h)
+    self.embed_action = nn.Dense(h)
+    self.embed_timestep = nn.Embed(self.max_ep_len, h)
+    self.prompt_embed_return = nn.Dense(h)
+    self.prompt_embed_state = nn.Dense(h)
+    self.prompt_embed_action = nn.Dense(h)
+    self.prompt_embed_timestep = nn.Embed(self.max_ep_len, h)
+    self.embed_ln = nn.LayerNorm()
+    self.embed_dropout = nn.Dropout(self.dropout_rate)
+    self.blocks = [
+        CausalTransformerBlock(
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            num_layers=self.num_layers,
+            dropout_rate=self.dropout_rate,
+            activation=self.activation,
+            adapter_dim=self.adapter_dim,
+        ) for _ in range(self.num_layers)
+    ]
+    self.final_ln = nn.LayerNorm()
+    self.predict_action = nn.Dense(self.act_dim)
+
+  def _check_segments(self, segments: Segments, what: str):
+    if segments.states.shape[-1] != self.state_dim:
+      raise ValueError(
+          f"{what}.states must have last dim state_dim={self.state_dim}, got "
+          f"shape {segments.states.shape}")
+    if segments.actions.shape[-1] != self.act_dim:
+      raise ValueError(
+          f"{what}.actions must have last dim act_dim={self.act_dim}, got "
+          f"shape {segments.actions.shape}")
+
+  def _embed_steps(self, segments, embed_return, embed_state, embed_action,
+                   embed_timestep):
+    """Interleaved `(R, s, a)` token embeddings and their mask."""
+    timesteps = jnp.clip(segments.timesteps, 0, self.max_ep_len - 1)
+    time = embed_timestep(timesteps)  # [B, K, H]
+    returns = embed_return(segments.returns_to_go[..., None]) + time
+    states = embed_state(segments.states) + time  # [B, K, H]
+    actions = embed_action(segments.actions) + time  # [B, K, H]
+    batch, steps = segments.mask.shape
+    tokens = jnp.stack([returns, states, actions], axis=2)  # [B, K, 3, H]
+    tokens = tokens.reshape(batch, TOKENS_PER_STEP * steps, self.hidden_dim)
+    token_mask = jnp.repeat(segments.mask, TOKENS_PER_STEP, axis=1)  # [B, 3K]
+    return tokens, token_mask
+
+  def embed_prompt(self, prompt: Segments) -> tuple[jax.Array, jax.Array]:
+    """Embeds a trajectory prompt with the prompt embedding layers.
+
+    The result is what `__call__` accepts as `prompt_embeddings`, e.g. to
+    initialise a soft prompt from a real one.
+
+    Args:
+      prompt: [Bp, Kp] prompt steps.
+
+    Returns:
+      embeddings: [Bp, 3 Kp, H], zero on padded tokens.
+      mask: [Bp, 3 Kp] float32, 1 on real tokens.
+    """
+    self._check_segments(prompt, "prompt")
+    tokens, mask = self._embed_steps(
+        prompt, self.prompt_embed_return, self.prompt_embed_state,
+        self.prompt_embed_action, self.prompt_embed_timestep)
+    tokens = jnp.where(mask[..., None] > 0, tokens, 0.0)  # [Bp, 3Kp, H]
+    return tokens, mask.astype(jnp.float32)
+
+  def __call__(
+      self,
+      segments: Segments,
+      prompt: Segments | None = None,
+      *,
+      prompt_embeddings: jax.Array | None = None,
+      prompt_mask: jax.Array | None = None,
+      deterministic: bool = True,
+  ) -> jax.Array:
+    """Predicts an action for every step of `segments`.
+
+    Args:
+      segments: [B, K] input windows, left-padded (`mask` 0 on padding).
+      prompt: [B or 1, Kp] trajectory prompt, embedded by the prompt layers;
+        a batch of 1 is shared by all rows. Kp may be any length (J * K*).
+      prompt_embeddings: [B or 1, P, H] prompt token embeddings given
+        directly (a soft prompt), instead of `prompt`.
+      prompt_mask: [B or 1, P] mask of `prompt_embeddings`, 1 on real
+        tokens; all real when omitted.
+      deterministic: disables dropout; otherwise uses the 'dropout' rng.
+
+    Returns:
+      [B, K, da] predicted actions (in [-1, 1] when `action_tanh`).
+    """
+    if prompt is not None and prompt_embeddings is not None:
+      raise ValueError("give either prompt or prompt_embeddings, not both")
+    if prompt_mask is not None and prompt_embeddings is None:
+      raise ValueError("prompt_mask is only used with prompt_embeddings")
+    self._check_segments(segments, "segments")
+    batch, steps = segments.mask.shape
+
+    tokens, token_mask = self._embed_steps(
+        segments, self.embed_return, self.embed_state, self.embed_action,
+        self.embed_timestep)  # [B, 3K, H], [B, 3K]
+    tokens = self.embed_ln(tokens)
+    tokens = jnp.where(token_mask[..., None] > 0, tokens, 0.0)
+
+    if prompt is not None:
+      prompt_embeddings, prompt_mask = self.embed_prompt(prompt)
+    if prompt_embeddings is not None:
+      if prompt_embeddings.ndim != 3 or (
+          prompt_embeddings.shape[-1] != self.hidden_dim):
+        raise ValueError(
+            "prompt_embeddings must have shape [B, P, hidden_dim="
+            f"{self.hidden_dim}], got {prompt_embeddings.shape}")
+      if prompt_mask is None:
+        prompt_mask = jnp.ones(prompt_embeddings.shape[:2], jnp.float32)
+      num_prompt = prompt_embeddings.shape[1]
+      prompt_embeddings = jnp.broadcast_to(
+          prompt_embeddings, (batch, num_prompt, self.hidden_dim))
+      prompt_mask = jnp.broadcast_to(prompt_mask, (batch, num_prompt))
+      tokens = jnp.concatenate([prompt_embeddings, tokens], axis=1)
+      token_mask = jnp.concatenate(
+          [prompt_mask.astype(token_mask.dtype), token_mask], axis=1)
+    # tokens: [B, L, H] with L = P + 3K; token_mask: [B, L]
+
+    attention_mask = causal_padding_mask(token_mask)  # [B, 1, L, L]
+    x = self.embed_dropout(tokens, deterministic=deterministic)
+    for block in self.blocks:
+      x = block(x, attention_mask, deterministic=deterministic)
+    x = self.final_ln(x)  # [B, L, H]
+
+    x = x[:, -TOKENS_PER_STEP * steps:]  # [B, 3K, H]
+    x = x.reshape(batch, steps, TOKENS_PER_STEP, self.hidden_dim)
+    actions = self.predict_action(x[:, :, STATE_TOKEN])  # [B, K, da]
+    if self.action_tanh:
+      actions = jnp.tanh(actions)
+    return actions
+
+
+def make_prompt_dt(
+    config: ml_collections.ConfigDict,
+    *,
+    state_dim: int | None = None,
+    act_dim: int | None = None,
+) -> PromptDT:
+  """Builds a `PromptDT` from a `get_config()`-style ConfigDict.
+
+  Args:
+    config: model config (fields of `get_config()`).
+    state_dim: observation size; overrides `config.state_dim` when given. If
+      both are set they must agree.
+    act_dim: action size, likewise.
+
+  Returns:
+    The (unbound) module.
+
+  Raises:
+    ValueError: naming the field, on a missing or inconsistent value.
+  """
+  dims = {}
+  for field, given in (("state_dim", state_dim), ("act_dim", act_dim)):
+    configured = int(config[field])
+    if given is not None and configured > 0 and configured != given:
+      raise ValueError(
+          f"model config {field}={configured} does not match the data's "
+          f"{field}={given}")
+    dims[field] = given if given is not None else configured
+    if dims[field] <= 0:
+      raise ValueError(f"model config {field} must be positive, got "
+                       f"{dims[field]}")
+  positive = ("hidden_dim", "num_layers", "num_heads", "mlp_dim", "max_ep_len")
+  for field in positive:
+    if int(config[field]) <= 0:
+      raise ValueError(f"model config {field} must be positive, got "
+                       f"{config[field]}")
+  if config.hidden_dim % config.num_heads:
+    raise ValueError(
+        f"model config hidden_dim={config.hidden_dim} must be divisible by "
+        f"num_heads={config.num_heads}")
+  if not 0.0 <= config.dropout_rate < 1.0:
+    raise ValueError(
+        f"model config dropout_rate must be in [0, 1), got "
+        f"{config.dropout_rate}")
+  if config.adapter_dim < 0:
+    raise ValueError(
+        f"model config adapter_dim must be >= 0, got {config.adapter_dim}")
+  if config.activation not in ("relu", "gelu"):
+    raise ValueError(
+        f"model config activation must be 'relu' or 'gelu', got "
+        f"{config.activation!r}")
+  return PromptDT(
+      state_dim=dims["state_dim"],
+      act_dim=dims["act_dim"],
+      hidden_dim=config.hidden_dim,
+      num_layers=config.num_layers,
+      num_heads=config.num_heads,
+      mlp_dim=config.mlp_dim,
+      activation=config.activation,
+      dropout_rate=config.dropout_rate,
+      max_ep_len=config.max_ep_len,
+      action_tanh=config.action_tanh,
+      adapter_dim=config.adapter_dim,
+  )
