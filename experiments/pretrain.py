@@ -20,7 +20,6 @@ from experiments.configs import collect as collect_configs
 from pdiff import envs, parallel
 from pdiff.data import collect
 from pdiff.evaluation import pretrained as eval_pretrained
-from pdiff.evaluation import write_json_atomic
 from pdiff.training import pretrain
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -46,12 +45,9 @@ def main(argv):
     results = eval_pretrained.evaluate_pretrained(
         plm, family, dataset_root, quality=config.quality, num_shots=5,
         num_episodes=config.eval_episodes, seed=config.train.seed)
-    out = os.path.join(workdir, "results", "pretrain_eval")
-    write_json_atomic(out + ".json", results)
-    with open(out + ".md", "w") as f:
-      f.write(eval_pretrained.markdown_report(
-          results, family=family.name, quality=config.quality))
-    logging.info("\n%s", open(out + ".md").read())
+    logging.info("\n%s", eval_pretrained.write_report(
+        results, os.path.join(workdir, "results", "pretrain_eval"),
+        family=family.name, quality=config.quality))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,14 @@ def load_policy(directory: str, *, deterministic: bool = True
     if not os.path.exists(path):
       raise FileNotFoundError(f"behaviour policy file missing: {path}")
   with open(info_path) as f:
-    info = json.load(f)
+    try:
+      info = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{info_path}: not valid JSON ({e}).") from e
+  missing = [k for k in ("algorithm", "observation_size", "action_size",
+                         "hidden") if k not in info]
+  if missing:
+    raise ValueError(f"{info_path}: missing fields {missing}.")
   nets, template = _template(info["algorithm"], info["observation_size"],
                              info["action_size"], info["hidden"])
   with open(params_path, "rb") as f:
@@ -119,6 +126,14 @@ def load_policy(directory: str, *, deterministic: bool = True
     except Exception as e:  # noqa: BLE001
       raise ValueError(f"{params_path}: cannot restore policy parameters "
                        f"({type(e).__name__}: {e}).") from e
+  for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(params),
+                               jax.tree.leaves(template), strict=True):
+    if jnp.shape(got) != jnp.shape(want):
+      raise ValueError(
+          f"{params_path}: parameter {jax.tree_util.keystr(path)} has shape "
+          f"{jnp.shape(got)}, expected {jnp.shape(want)} from {info_path} "
+          f"(observation_size {info['observation_size']}, action_size "
+          f"{info['action_size']}, hidden {info['hidden']}).")
   if info["algorithm"] == "ppo":
     make = ppo_networks.make_inference_fn(nets)
   else:

@@ -99,6 +99,8 @@ def collect_tasks(family, policy: Policy, task_indices: Sequence[int],
   if tasks_per_chunk < 1:
     raise ValueError(f"tasks_per_chunk must be >= 1, got {tasks_per_chunk}.")
   indices = [int(i) for i in task_indices]
+  if not indices:
+    return {}
   collect = make_collector(family, policy, num_trajectories,
                            action_noise=action_noise)
 

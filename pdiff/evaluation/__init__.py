@@ -1,1 +1,23 @@
-"""pdiff.evaluation."""
+"""Evaluation: prompted rollouts vectorised over tasks x episodes (x seeds)."""
+
+from pdiff.evaluation.report import (
+    markdown_table,
+    save_bar_chart,
+    summarize,
+    write_json_atomic,
+)
+from pdiff.evaluation.rollout import (
+    RolloutResult,
+    evaluate_tuned,
+    make_prompted_rollout,
+)
+
+__all__ = [
+    "RolloutResult",
+    "evaluate_tuned",
+    "make_prompted_rollout",
+    "markdown_table",
+    "save_bar_chart",
+    "summarize",
+    "write_json_atomic",
+]

@@ -167,3 +167,24 @@ def make_prompted_rollout(
     return RolloutResult(returns=returns, lengths=lengths)
 
   return rollout
+
+
+def evaluate_tuned(plm, family, tuned, task_indices, key, *, num_episodes: int,
+                   params_per_task: bool = False) -> RolloutResult:
+  """Rolls out a PLM (``pdiff.tuning.PretrainedPolicy``) with tuned prompts.
+
+  Args:
+    plm: the pre-trained policy (model, statistics, context length).
+    family: the task family.
+    tuned: a ``TunedPolicy`` stacked over tasks (``pdiff.tuning.stack_tuned``).
+    task_indices: [num_tasks] the tasks, in the order of ``tuned``.
+    key: rollout key.
+    num_episodes: episodes per task.
+    params_per_task: ``tuned.params`` has a leading task axis.
+  """
+  rollout = make_prompted_rollout(
+      family, plm.apply, context_len=plm.context_len,
+      num_episodes=num_episodes, state_mean=plm.state_mean,
+      state_std=plm.state_std, params_per_task=params_per_task,
+      max_ep_len=plm.max_ep_len)
+  return rollout(tuned.params, tuned.prompt, jnp.asarray(task_indices), key)

@@ -1,0 +1,83 @@
+"""Evaluation of a pre-trained PLM on a family's train and test tasks."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+
+from pdiff.data import samplers, storage
+from pdiff.evaluation.rollout import evaluate_tuned
+from pdiff.tuning.base import few_shot_prompt, stack_tuned
+
+
+def dataset_returns(trajs) -> float:
+  """Mean undiscounted return of a dataset's trajectories."""
+  t = np.arange(trajs.rewards.shape[1])[None]
+  valid = t < np.asarray(trajs.lengths)[:, None]
+  return float((np.asarray(trajs.rewards) * valid).sum(1).mean())
+
+
+def evaluate_pretrained(plm, family, dataset_root: str, *, quality: str,
+                        num_shots: int, num_episodes: int, seed: int,
+                        splits=("train", "test")) -> dict:
+  """Rolls the PLM out on each split's tasks with a few-shot prompt each.
+
+  The prompt of a task is Prompt-DT's: the last ``K*`` steps of one of its
+  first ``num_shots`` trajectories of ``quality``.
+
+  Returns:
+    ``{split: {"tasks", "return_mean", "return_std", "dataset_return",
+    "seconds"}}`` with per-task lists.
+  """
+  out = {}
+  key = jax.random.key(seed)
+  for split in splits:
+    tasks = list(family.train_tasks if split == "train" else family.test_tasks)
+    data = storage.load_family_datasets(dataset_root, family.name, quality,
+                                        tasks)
+    key, k_prompt, k_roll = jax.random.split(key, 3)
+    tuned = stack_tuned([
+        few_shot_prompt(plm, samplers.few_shot_split(
+            jax.tree.map(np.asarray, data[i].trajectories), num_shots), None,
+            jax.random.fold_in(k_prompt, i)) for i in tasks])
+    start = time.time()
+    result = jax.device_get(evaluate_tuned(plm, family, tuned, tasks, k_roll,
+                                           num_episodes=num_episodes))
+    out[split] = dict(
+        tasks=tasks, return_mean=np.asarray(result.mean).tolist(),
+        return_std=np.asarray(result.std).tolist(),
+        dataset_return=[dataset_returns(data[i].trajectories) for i in tasks],
+        seconds=time.time() - start)
+  return out
+
+
+def markdown_report(results: dict, *, family: str, quality: str) -> str:
+  lines = [f"## Prompt-DT on {family} (few-shot prompts from {quality} data)",
+           ""]
+  for split, r in results.items():
+    lines += [f"### {split} tasks", "",
+              "| task | return (mean +- std over episodes) | dataset return |",
+              "|---|---|---|"]
+    for t, m, s, d in zip(r["tasks"], r["return_mean"], r["return_std"],
+                          r["dataset_return"], strict=True):
+      lines.append(f"| {t} | {m:.1f} +- {s:.1f} | {d:.1f} |")
+    lines.append(f"| **mean** | {np.mean(r['return_mean']):.1f} | "
+                 f"{np.mean(r['dataset_return']):.1f} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def write_report(results: dict, out_prefix: str, *, family: str,
+                 quality: str) -> str:
+  """Writes ``{out_prefix}.json`` and ``{out_prefix}.md``; returns the table."""
+  from pdiff.evaluation.report import write_json_atomic
+
+  write_json_atomic(out_prefix + ".json", results)
+  md = markdown_report(results, family=family, quality=quality)
+  with open(out_prefix + ".md.tmp", "w") as f:
+    f.write(md)
+  os.replace(out_prefix + ".md.tmp", out_prefix + ".md")
+  return md

@@ -1,0 +1,222 @@
+"""The whole experiment: data -> PLM -> prompt tuning -> evaluation -> table.
+
+Every stage writes its output under the work directory (WORKSPACE.md) and is
+skipped when that output is already there, so a stopped run resumes where it
+stopped:
+
+1. datasets of the family (collected with the shipped behaviour policies);
+2. the pre-trained Prompt-DT (``{workdir}/pretrain``; trained, or copied from
+   the package's shipped checkpoint when ``config.pretrained`` names one);
+3. Prompt Diffuser's diffusion model pre-trained on the training tasks;
+4. per method and seed: prompts for every test task, then rollouts;
+5. ``results/results.{json,md}`` and ``results/returns.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from pdiff import envs
+from pdiff.data import collect, samplers, storage
+from pdiff.evaluation import report
+from pdiff.evaluation.rollout import make_prompted_rollout
+from pdiff.training import pretrain as pretrain_lib
+from pdiff.tuning import prompt_diffuser as pd
+from pdiff.tuning.base import TunedPolicy, few_shot_prompt, stack_tuned
+
+PRETRAINED_ASSETS = os.path.join(os.path.dirname(__file__), "assets",
+                                 "pretrained")
+METHODS = ("prompt_dt", "prompt_diffuser")
+
+
+def _stage(name: str):
+  logging.info("== %s", name)
+  return time.time()
+
+
+def ensure_datasets(config, family, workdir) -> str:
+  root = os.path.join(workdir, "datasets")
+  c = config.collect
+  for quality in sorted({config.pretrain.quality, config.few_shot_quality}):
+    collect.collect_family_datasets(
+        family, quality, root, num_trajectories=c.num_trajectories,
+        seed=c.seed, action_noise=c.expert_noise if quality == "expert"
+        else c.medium_noise if quality == "medium" else 0.0,
+        tasks_per_chunk=c.tasks_per_chunk, progress=logging.info)
+  return root
+
+
+def ensure_pretrained(config, family, workdir, dataset_root):
+  out = os.path.join(workdir, "pretrain")
+  if config.pretrained and not os.path.exists(os.path.join(out, "policy.json")):
+    src = os.path.join(PRETRAINED_ASSETS, config.pretrained)
+    if not os.path.isdir(src):
+      raise ValueError(f"config.pretrained={config.pretrained!r}: no shipped "
+                       f"checkpoint at {src}.")
+    shutil.copytree(src, out)
+    logging.info("using the shipped pre-trained PLM %s", src)
+  if config.pretrained:
+    return pretrain_lib.load_pretrained_policy(out)
+  # Trains, or resumes from the latest checkpoint (no step left: loads it).
+  return pretrain_lib.pretrain(config.pretrain, family, dataset_root, out)
+
+
+def _load_split(family, root, quality, tasks):
+  data = storage.load_family_datasets(root, family.name, quality, tasks)
+  return [jax.tree.map(np.asarray, data[i].trajectories) for i in tasks]
+
+
+def ensure_diffuser(config, plm, family, workdir, dataset_root):
+  """Stage-1 diffusion model (cached in ``tuning/prompt_diffuser``)."""
+  c = config.prompt_diffuser
+  path = os.path.join(workdir, "tuning", "prompt_diffuser", "pretrained.msgpack")
+  train = pretrain_lib.pooled(_load_split(
+      family, dataset_root, config.pretrain.quality, family.train_tasks))
+  key = jax.random.key(config.seed)
+  model, params = pd.make_prompt_diffuser(plm, train, c, key)
+  if os.path.exists(path):
+    with open(path, "rb") as f:
+      return model, flax.serialization.from_bytes(params, f.read())
+  chunk = max(1, min(c.pretrain_steps, 250))
+  pretrain, optimizer = pd.make_pretrain(model, plm, c, chunk)
+  opt_state = optimizer.init(params)
+  train = jax.tree.map(jnp.asarray, train)
+  start = time.time()
+  for i in range(0, c.pretrain_steps, chunk):
+    if c.pretrain_steps - i < chunk:  # the last, shorter chunk
+      pretrain, _ = pd.make_pretrain(model, plm, c, c.pretrain_steps - i)
+    params, opt_state, losses = pretrain(params, opt_state, train,
+                                         jax.random.fold_in(key, i))
+    logging.info("diffusion pre-training %d/%d  L_DM %.4f  (%.0fs)",
+                 min(i + chunk, c.pretrain_steps), c.pretrain_steps,
+                 float(losses[-1]), time.time() - start)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    f.write(flax.serialization.to_bytes(params))
+  os.replace(path + ".tmp", path)
+  return model, params
+
+
+def make_tuner(method: str, config, plm, model, mode: str | None = None):
+  """``tune(few_shot: list[Trajectories], diffuser_params, key) ->
+  (TunedPolicy stacked over tasks, metrics)``; compiled once, reused over
+  seeds."""
+  if method == "prompt_dt":
+    def tune_prompt_dt(few_shot, diffuser_params, key):
+      del diffuser_params
+      keys = jax.random.split(key, len(few_shot))
+      return stack_tuned([few_shot_prompt(plm, f, None, k)
+                          for f, k in zip(few_shot, keys, strict=True)]), {}
+    return tune_prompt_dt
+  if method == "prompt_diffuser":
+    c = ml_collections.ConfigDict(config.prompt_diffuser.to_dict())
+    c.mode = mode
+    tune = pd.make_tune_tasks(model, plm, c)
+
+    def tune_prompt_diffuser(few_shot, diffuser_params, key):
+      keys = jax.random.split(key, len(few_shot))
+      stacked = jax.tree.map(jnp.asarray, samplers.stack_tasks(few_shot))
+      prompts, metrics = tune(diffuser_params, stacked, keys)
+      # Per task, the mean of the last 10 steps; None where undefined (the
+      # dt_loss of "dm_only" is NaN), so that the JSON stays standard.
+      summary = {k: [float(m) if np.isfinite(m) else None
+                     for m in np.asarray(v)[:, -10:].mean(axis=1)]
+                 for k, v in metrics.items()}
+      return TunedPolicy(params=plm.params, prompt=prompts), summary
+    return tune_prompt_diffuser
+  raise ValueError(f"unknown method {method!r}; expected one of {METHODS}.")
+
+
+def method_variants(config) -> list[tuple[str, str, str | None]]:
+  """``(label, method, mode)`` for every row of the results table."""
+  rows = []
+  for method in config.methods:
+    if method == "prompt_diffuser":
+      rows += [(f"prompt_diffuser[{m}]", method, m)
+               for m in config.prompt_diffuser_modes]
+    elif method in METHODS:
+      rows.append((method, method, None))
+    else:
+      raise ValueError(f"config.methods: unknown method {method!r}; expected "
+                       f"a subset of {METHODS}.")
+  return rows
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) the whole pipeline; returns the results dict."""
+  rows = method_variants(config)
+  family = envs.make(config.family, backend=config.backend)
+  timings = {}
+  t = _stage("datasets")
+  root = ensure_datasets(config, family, workdir)
+  timings["datasets"] = time.time() - t
+  t = _stage("pre-trained Prompt-DT")
+  plm = ensure_pretrained(config, family, workdir, root)
+  timings["pretrain"] = time.time() - t
+  model = diffuser_params = None
+  if "prompt_diffuser" in config.methods:
+    t = _stage("diffusion pre-training")
+    model, diffuser_params = ensure_diffuser(config, plm, family, workdir, root)
+    timings["diffusion_pretrain"] = time.time() - t
+  tests = list(family.test_tasks)
+  few_shot = [samplers.few_shot_split(t_, config.num_shots)
+              for t_ in _load_split(family, root, config.few_shot_quality,
+                                    tests)]
+  results_dir = os.path.join(workdir, "results", "runs")
+  rollout = make_prompted_rollout(
+      family, plm.apply, context_len=plm.context_len,
+      num_episodes=config.eval_episodes, state_mean=plm.state_mean,
+      state_std=plm.state_std, max_ep_len=plm.max_ep_len)
+  table = {}
+  for label, method, mode in rows:
+    tune = make_tuner(method, config, plm, model, mode)
+    per_seed = []
+    for seed in config.seeds:
+      path = os.path.join(results_dir, f"{label}-seed{seed}.json")
+      if os.path.exists(path):
+        with open(path) as f:
+          per_seed.append(json.load(f)["task_means"])
+        continue
+      t = _stage(f"{label} seed {seed}")
+      key = jax.random.fold_in(jax.random.key(config.seed), seed)
+      k_tune, k_eval = jax.random.split(key)
+      tuned, tune_metrics = tune(few_shot, diffuser_params, k_tune)
+      t_tune = time.time() - t
+      result = jax.device_get(rollout(tuned.params, tuned.prompt,
+                                      jnp.asarray(tests), k_eval))
+      means = np.asarray(result.mean).tolist()
+      report.write_json_atomic(path, dict(
+          method=label, seed=seed, tasks=tests, task_means=means,
+          task_stds=np.asarray(result.std).tolist(), tune_metrics=tune_metrics,
+          tune_seconds=t_tune, eval_seconds=time.time() - t - t_tune))
+      logging.info("%s seed %d: mean test return %.1f (tune %.0fs, total "
+                   "%.0fs)", label, seed, np.mean(means), t_tune,
+                   time.time() - t)
+      per_seed.append(means)
+    table[label] = report.summarize(per_seed)
+  results = dict(family=family.name, backend=family.backend,
+                 test_tasks=tests, num_shots=config.num_shots,
+                 few_shot_quality=config.few_shot_quality,
+                 seeds=list(config.seeds), methods=table, timings=timings,
+                 config=config.to_dict())
+  out = os.path.join(workdir, "results")
+  report.write_json_atomic(os.path.join(out, "results.json"), results)
+  title = (f"{family.name}: test-task return, {config.num_shots}-shot "
+           f"{config.few_shot_quality} data, {len(config.seeds)} seeds")
+  md = report.markdown_table(table, title=title,
+                             task_labels=[f"task {i}" for i in tests])
+  with open(os.path.join(out, "results.md"), "w") as f:
+    f.write(md)
+  report.save_bar_chart(os.path.join(out, "returns.png"), table, title=title)
+  logging.info("\n%s", md)
+  return results
