@@ -76,6 +76,13 @@ def _load_split(family, root, quality, tasks):
   return [jax.tree.map(np.asarray, data[i].trajectories) for i in tasks]
 
 
+def load_few_shot(config, family, dataset_root):
+  """The first ``config.num_shots`` trajectories of every test task."""
+  return [samplers.few_shot_split(t, config.num_shots)
+          for t in _load_split(family, dataset_root, config.few_shot_quality,
+                               list(family.test_tasks))]
+
+
 def ensure_diffuser(config, plm, family, workdir, dataset_root):
   """Stage-1 diffusion model (cached in ``tuning/prompt_diffuser``)."""
   c = config.prompt_diffuser
@@ -169,9 +176,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model, diffuser_params = ensure_diffuser(config, plm, family, workdir, root)
     timings["diffusion_pretrain"] = time.time() - t
   tests = list(family.test_tasks)
-  few_shot = [samplers.few_shot_split(t_, config.num_shots)
-              for t_ in _load_split(family, root, config.few_shot_quality,
-                                    tests)]
+  few_shot = load_few_shot(config, family, root)
   results_dir = os.path.join(workdir, "results", "runs")
   rollout = make_prompted_rollout(
       family, plm.apply, context_len=plm.context_len,

@@ -208,4 +208,39 @@ def collect_from_config(config, workdir: str, *, overwrite: bool = False,
         seed=config.seed, action_noise=noise.get(quality, 0.0), policy_dir=policy_dir,
         overwrite=overwrite, tasks_per_chunk=config.tasks_per_chunk,
         progress=progress)
+  summary = dataset_return_summary(root, family, config.qualities)
+  from pdiff.evaluation.report import write_json_atomic
+
+  write_json_atomic(os.path.join(root, family.name, "returns.json"), summary)
+  if progress is not None:
+    progress("mean return per task:\n" + return_summary_markdown(summary))
   return out
+
+
+def dataset_return_summary(root: str, family, qualities) -> dict:
+  """``{quality: {task_index: mean return}}`` of the stored datasets."""
+  from pdiff.data import storage
+
+  out = {}
+  for quality in qualities:
+    data = storage.load_family_datasets(root, family.name, quality,
+                                        list(range(family.num_tasks)))
+    out[quality] = {}
+    for index, d in data.items():
+      t = d.trajectories
+      valid = np.arange(t.rewards.shape[1])[None] < t.lengths[:, None]
+      out[quality][index] = float((t.rewards * valid).sum(1).mean())
+  return out
+
+
+def return_summary_markdown(summary: dict) -> str:
+  qualities = list(summary)
+  tasks = sorted(next(iter(summary.values()))) if summary else []
+  lines = ["| task | " + " | ".join(qualities) + " |",
+           "|---|" + "---|" * len(qualities)]
+  for t in tasks:
+    lines.append(f"| {t} | " + " | ".join(f"{summary[q][t]:.1f}"
+                                        for q in qualities) + " |")
+  lines.append("| **mean** | " + " | ".join(
+      f"{np.mean(list(summary[q].values())):.1f}" for q in qualities) + " |")
+  return "\n".join(lines)

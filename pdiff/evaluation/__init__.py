@@ -10,6 +10,7 @@ from pdiff.evaluation.rollout import (
     RolloutResult,
     evaluate_tuned,
     make_prompted_rollout,
+    over_seeds,
 )
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "evaluate_tuned",
     "make_prompted_rollout",
     "markdown_table",
+    "over_seeds",
     "save_bar_chart",
     "summarize",
     "write_json_atomic",

@@ -169,6 +169,13 @@ def make_prompted_rollout(
   return rollout
 
 
+def over_seeds(rollout):
+  """Adds a seeds axis: ``rollout(params, prompts, task_indices, keys [S])``
+  returns a ``RolloutResult`` with fields ``[S, num_tasks, num_episodes]``;
+  everything stays one jitted program."""
+  return jax.jit(jax.vmap(rollout, in_axes=(None, None, None, 0)))
+
+
 def evaluate_tuned(plm, family, tuned, task_indices, key, *, num_episodes: int,
                    params_per_task: bool = False) -> RolloutResult:
   """Rolls out a PLM (``pdiff.tuning.PretrainedPolicy``) with tuned prompts.

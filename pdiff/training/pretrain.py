@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -19,12 +20,13 @@ import numpy as np
 
 from pdiff.data import samplers, storage
 from pdiff.data.normalization import state_statistics
-from pdiff.data.types import Trajectories
+from pdiff.data.types import Segments, Trajectories
 from pdiff.models.prompt_dt import make_prompt_dt
 from pdiff.training import checkpointing, loop
 from pdiff.tuning.base import PretrainedPolicy
 
 POLICY_FILE = "policy.json"
+PARAMS_FILE = "params.msgpack"
 
 
 def load_task_trajectories(family, dataset_root: str, quality: str,
@@ -119,11 +121,52 @@ def read_policy_info(workdir: str) -> dict:
   return info
 
 
+def export_pretrained(workdir: str, out_dir: str, *,
+                      step: int | None = None) -> None:
+  """Writes a compact copy of a pre-training directory: ``config.json``,
+  ``policy.json`` and the parameters alone as ``params.msgpack`` (no
+  optimiser state), which :func:`load_pretrained_policy` reads."""
+  _, params = checkpointing.load_pretrained(workdir, step)
+  os.makedirs(out_dir, exist_ok=True)
+  for name in ("config.json", POLICY_FILE):
+    with open(os.path.join(workdir, name)) as src:
+      text = src.read()
+    with open(os.path.join(out_dir, name), "w") as dst:
+      dst.write(text)
+  tmp = os.path.join(out_dir, PARAMS_FILE + ".tmp")
+  with open(tmp, "wb") as f:
+    f.write(flax.serialization.to_bytes(jax.device_get(params)))
+  os.replace(tmp, os.path.join(out_dir, PARAMS_FILE))
+
+
+def _load_exported_params(workdir: str, model):
+  info = read_policy_info(workdir)
+  ds, da = len(info["state_mean"]), model.act_dim
+  k = 2
+  seg = Segments(jnp.zeros((1, k, ds)), jnp.zeros((1, k, da)),
+                 jnp.zeros((1, k)), jnp.zeros((1, k)),
+                 jnp.zeros((1, k), jnp.int32), jnp.ones((1, k)))
+  template = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), seg, seg)["params"])
+  template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), template)
+  path = os.path.join(workdir, PARAMS_FILE)
+  with open(path, "rb") as f:
+    try:
+      return flax.serialization.from_bytes(template, f.read())
+    except Exception as e:  # noqa: BLE001
+      raise ValueError(f"{path}: cannot restore Prompt-DT parameters for the "
+                       f"model in config.json ({type(e).__name__}: {e}).") from e
+
+
 def load_pretrained_policy(workdir: str, *, step: int | None = None,
                            params=None) -> PretrainedPolicy:
-  """The PLM of a pre-training directory (latest checkpoint by default)."""
+  """The PLM of a pre-training directory (latest checkpoint by default) or
+  of a directory written by :func:`export_pretrained`."""
   info = read_policy_info(workdir)
-  if params is None:
+  if params is None and os.path.exists(os.path.join(workdir, PARAMS_FILE)):
+    model = make_prompt_dt(checkpointing.read_config(workdir).model)
+    params = _load_exported_params(workdir, model)
+  elif params is None:
     model, params = checkpointing.load_pretrained(workdir, step)
   else:
     model = make_prompt_dt(checkpointing.read_config(workdir).model)

@@ -59,13 +59,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.cond_embed_dim = 32  # condition embedding size
   c.train_position = "random"  # where training windows sit in trajectories
   c.condition_position = "last"  # window whose y conditions the final prompt
-  c.pretrain_steps = 2000  # stage 1 steps on the training tasks
+  c.pretrain_steps = 5000  # stage 1 steps on the training tasks
   c.pretrain_batch = 256  # stage 1 windows per step
-  c.pretrain_lr = 3e-4  # stage 1 Adam learning rate
-  c.finetune_steps = 200  # stage 2 steps per test task
+  c.pretrain_lr = 1e-3  # stage 1 Adam learning rate
+  c.finetune_steps = 300  # stage 2 steps per test task
   c.finetune_batch = 64  # stage 2 windows per step for L_DM
   c.guidance_batch = 16  # stage 2 generated prompts / PLM segments for L_DT
-  c.finetune_lr = 1e-4  # stage 2 Adam learning rate
+  c.finetune_lr = 3e-4  # stage 2 Adam learning rate
   return c
 
 
