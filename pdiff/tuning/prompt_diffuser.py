@@ -147,13 +147,19 @@ def make_prompt_diffuser(plm: PretrainedPolicy, train_trajs: Trajectories,
   (all training tasks' trajectories pooled, ``[N, T, ...]``)."""
   check_config(config)
   k_stats, k_init = jax.random.split(key)
-  windows = plm.sample_prompts(k_stats, train_trajs, 4096,
-                               position=config.train_position)
-  x0 = jnp.concatenate([windows.states, windows.actions,
-                        windows.rewards[..., None]], -1)
-  w = windows.mask[..., None]
-  mean = (x0 * w).sum((0, 1)) / w.sum()
-  std = jnp.sqrt((jnp.square(x0 - mean) * w).sum((0, 1)) / w.sum()) + 1e-3
+
+  @jax.jit
+  def window_statistics(trajs, key):  # -> mean [D], std [D], 2 windows
+    windows = plm.sample_prompts(key, trajs, 4096,
+                                 position=config.train_position)
+    x0 = jnp.concatenate([windows.states, windows.actions,
+                          windows.rewards[..., None]], -1)
+    w = windows.mask[..., None]
+    mean = (x0 * w).sum((0, 1)) / w.sum()
+    std = jnp.sqrt((jnp.square(x0 - mean) * w).sum((0, 1)) / w.sum()) + 1e-3
+    return mean, std, jax.tree.map(lambda a: a[:2], windows)
+
+  mean, std, windows = window_statistics(train_trajs, k_stats)
   ds, da = windows.states.shape[-1], windows.actions.shape[-1]
   denoiser = PromptDenoiser(
       horizon=plm.prompt_len, transition_dim=ds + da + 1,
@@ -165,7 +171,7 @@ def make_prompt_diffuser(plm: PretrainedPolicy, train_trajs: Trajectories,
       schedule=diffusion.make_schedule(config.schedule,
                                        config.num_diffusion_steps),
       x_mean=mean, x_std=std, max_ep_len=plm.max_ep_len)
-  x, y = model.encode(jax.tree.map(lambda a: a[:2], windows))
+  x, y = model.encode(windows)
   params = denoiser.init(k_init, x, y, jnp.zeros((2,), jnp.int32))["params"]
   return model, params
 
