@@ -33,7 +33,7 @@ def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
   c.num_shots = 5
   c.few_shot_quality = "expert"
   # Evaluation episodes per test task and seed.
-  c.eval_episodes = 10
+  c.eval_episodes = 20
   # Shipped pre-trained PLM to start from (pdiff/assets/pretrained/NAME);
   # empty = pre-train with c.pretrain (resuming if stopped).
   c.pretrained = f"{family}_{preset}" if preset == "cpu" else ""
@@ -56,4 +56,6 @@ def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
     c.prompt_diffuser.hidden_sizes = (16, 16)
     c.prompt_diffuser.num_diffusion_steps = 4
     c.prompt_diffuser.ddim_steps = 2
+    c.prompt_diffuser.num_candidates = 2
+    c.prompt_diffuser.selection_batch = 4
   return c

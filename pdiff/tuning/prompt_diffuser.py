@@ -52,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_diffusion_steps = 20  # N, DDPM steps
   c.sampler = "ddpm"  # prompt sampler at generation: ddpm | ddim
   c.ddim_steps = 5  # denoiser calls of the DDIM sampler
+  # Prompts sampled at generation; the one with the lowest L_DT on few-shot
+  # segments is kept (1 = a single sample, no selection).
+  c.num_candidates = 8
+  c.selection_batch = 256  # few-shot segments scoring each candidate
   c.guidance_path = "chain"  # x0 for L_DT: full reverse chain | one_step
   c.clip_denoised = 5.0  # clip standardised x0 estimates to +-this (0 = off)
   c.hidden_sizes = (256, 256, 256)  # denoiser MLP widths
@@ -59,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.cond_embed_dim = 32  # condition embedding size
   c.train_position = "random"  # where training windows sit in trajectories
   c.condition_position = "last"  # window whose y conditions the final prompt
+  # Window position of the conditions of the prompts generated for L_DT;
+  # "last" guides the prompts that generation will actually produce.
+  c.guidance_position = "last"
   c.pretrain_steps = 5000  # stage 1 steps on the training tasks
   c.pretrain_batch = 256  # stage 1 windows per step
   c.pretrain_lr = 1e-3  # stage 1 Adam learning rate
@@ -75,11 +82,13 @@ def check_config(c: ml_collections.ConfigDict) -> None:
                          ("sampler", SAMPLERS),
                          ("schedule", SCHEDULE_KINDS),
                          ("train_position", samplers.PROMPT_POSITIONS),
-                         ("condition_position", samplers.PROMPT_POSITIONS)):
+                         ("condition_position", samplers.PROMPT_POSITIONS),
+                         ("guidance_position", samplers.PROMPT_POSITIONS)):
     if c[field] not in allowed:
       raise ValueError(f"prompt_diffuser config: {field} must be one of "
                        f"{allowed}, got {c[field]!r}.")
   for field in ("num_bases", "num_diffusion_steps", "ddim_steps",
+                "num_candidates", "selection_batch",
                 "pretrain_batch", "finetune_batch", "guidance_batch"):
     if int(c[field]) < 1:
       raise ValueError(f"prompt_diffuser config: {field} must be >= 1, got "
@@ -216,7 +225,7 @@ def _dt_loss(model: PromptDiffuser, plm: PretrainedPolicy, params, few_shot,
   k_cond, k_gen, k_seg = jax.random.split(key, 3)
   b = config.guidance_batch
   windows = plm.sample_prompts(k_cond, few_shot, b,
-                               position=config.train_position)
+                               position=config.guidance_position)
   x0, y = model.encode(windows)
   if config.guidance_path == "one_step":
     x_gen = diffusion.one_step_x0(model.denoise_fn(params), model.schedule,
@@ -307,11 +316,31 @@ def condition_window(plm: PretrainedPolicy, few_shot: Trajectories,
 
 def generate_prompt(model: PromptDiffuser, plm: PretrainedPolicy, params,
                     few_shot: Trajectories, key, config) -> Segments:
-  """Stage 3: one prompt ``[K*, ...]`` for the task of ``few_shot``."""
+  """Stage 3: one prompt ``[K*, ...]`` for the task of ``few_shot``.
+
+  ``config.num_candidates`` prompts are sampled with the same condition and
+  the one whose ``L_DT`` on ``config.selection_batch`` few-shot segments is
+  lowest is returned (one candidate: the sample itself).
+  """
   window = condition_window(plm, few_shot, config.condition_position)
   _, y = model.encode(window)
-  x0 = model.sample(params, y, key, config)
-  return jax.tree.map(lambda x: x[0], model.decode(x0, y, plm.state_mean.shape[0]))
+  g = config.num_candidates
+  k_gen, k_seg = jax.random.split(key)
+  y = jnp.broadcast_to(y, (g,) + y.shape[1:])  # [G, K*, 2]
+  prompts = model.decode(model.sample(params, y, k_gen, config), y,
+                         plm.state_mean.shape[0])  # [G, K*, ...]
+  if g > 1:
+    segments = plm.sample_segments(k_seg, few_shot, config.selection_batch)
+
+    def loss(prompt):  # prompt [K*, ...], shared by every segment
+      return masked_action_mse(
+          plm.apply(plm.params, segments,
+                    jax.tree.map(lambda x: x[None], prompt)), segments)
+
+    best = jnp.argmin(jax.lax.map(loss, prompts))
+  else:
+    best = 0
+  return jax.tree.map(lambda x: x[best], prompts)
 
 
 def prompt_diffuser(plm: PretrainedPolicy, few_shot: Trajectories,

@@ -73,7 +73,8 @@ def params_differ(a, b, tol=1e-6) -> bool:
 @pytest.mark.parametrize("field,value", [
     ("mode", "pcgrad"), ("guidance_path", "two_step"), ("sampler", "euler"),
     ("schedule", "sigmoid"), ("train_position", "first"),
-    ("condition_position", "middle"), ("num_bases", 0),
+    ("condition_position", "middle"), ("guidance_position", "first"),
+    ("num_candidates", 0), ("selection_batch", 0), ("num_bases", 0),
     ("num_diffusion_steps", 0), ("ddim_steps", 0), ("pretrain_batch", 0),
     ("finetune_batch", 0), ("guidance_batch", 0), ("pretrain_steps", -1),
     ("finetune_steps", -1), ("guidance_scale", -0.5), ("clip_denoised", -1.0),
@@ -219,3 +220,29 @@ def test_generate_prompt_keeps_the_condition(setup):
   assert np.all(np.abs(prompt.actions) <= 1.0)
   other = generate_fn(model, plm)(params, few_shot, jax.random.key(10))
   assert not np.allclose(other.states, prompt.states)  # sampled from noise
+
+
+def test_generate_prompt_keeps_the_candidate_with_lowest_action_loss(setup):
+  plm, model, params, stacked, _ = setup
+  few_shot = first_task(stacked)
+  config = tiny_config(num_candidates=4, selection_batch=8)
+  key = jax.random.key(3)
+  prompt = pd.generate_prompt(model, plm, params, few_shot, key, config)
+  # Rebuild the candidates and their scores independently, with the same keys.
+  _, y = model.encode(pd.condition_window(plm, few_shot, "last"))
+  k_gen, k_seg = jax.random.split(key)
+  y = jnp.broadcast_to(y, (4,) + y.shape[1:])
+  candidates = model.decode(model.sample(params, y, k_gen, config), y,
+                            plm.state_mean.shape[0])
+  segments = plm.sample_segments(k_seg, few_shot, 8)
+  losses = []
+  for g in range(4):
+    cand = jax.tree.map(lambda x, g=g: x[g:g + 1], candidates)
+    pred = np.asarray(plm.apply(plm.params, segments, cand))
+    err = ((pred - np.asarray(segments.actions)) ** 2).mean(-1)
+    mask = np.asarray(segments.mask)
+    losses.append((err * mask).sum() / mask.sum())
+  best = int(np.argmin(losses))
+  assert len(set(np.round(losses, 8))) > 1  # the candidates differ
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b[best], rtol=1e-6),
+               prompt, candidates)
