@@ -202,15 +202,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       result = jax.device_get(rollout(tuned.params, tuned.prompt,
                                       jnp.asarray(tests), k_eval))
       means = np.asarray(result.mean).tolist()
+      t_eval = time.time() - t - t_tune
       report.write_json_atomic(path, dict(
           method=label, seed=seed, tasks=tests, task_means=means,
           task_stds=np.asarray(result.std).tolist(), tune_metrics=tune_metrics,
-          tune_seconds=t_tune, eval_seconds=time.time() - t - t_tune))
+          tune_seconds=t_tune, eval_seconds=t_eval))
       logging.info("%s seed %d: mean test return %.1f (tune %.0fs, total "
                    "%.0fs)", label, seed, np.mean(means), t_tune,
                    time.time() - t)
       per_seed.append(means)
-      seconds.append([t_tune, time.time() - t - t_tune])
+      seconds.append([t_tune, t_eval])
     table[label] = report.summarize(per_seed)
     table[label]["tune_seconds"] = [x[0] for x in seconds]
     table[label]["eval_seconds"] = [x[1] for x in seconds]
