@@ -31,6 +31,7 @@ import numpy as np
 from absl import app, flags
 
 from pdiff import envs
+from pdiff.evaluation.report import write_json_atomic
 
 _FAMILIES = flags.DEFINE_list(
     "families", list(envs.FAMILIES), "Task families to measure.")
@@ -142,9 +143,7 @@ def main(argv):
       "default_backend": envs.DEFAULT_BACKEND,
       "records": records,
   }
-  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
-  with open(_OUTPUT.value, "w") as f:
-    json.dump(result, f, indent=1)
+  write_json_atomic(_OUTPUT.value, result)
   print(f"Wrote {_OUTPUT.value}")
 
 

@@ -49,6 +49,7 @@ from experiments.configs import pretrain as pretrain_config
 from pdiff import envs
 from pdiff.data.types import Segments
 from pdiff.evaluation import make_prompted_rollout
+from pdiff.evaluation.report import write_json_atomic
 from pdiff.models.prompt_dt import make_prompt_dt
 
 _FAMILIES = flags.DEFINE_list(
@@ -337,9 +338,7 @@ def main(argv):
       "repeats": _REPEATS.value,
       "records": records,
   }
-  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
-  with open(_OUTPUT.value, "w") as f:
-    json.dump(result, f, indent=1)
+  write_json_atomic(_OUTPUT.value, result)
   print(f"Wrote {_OUTPUT.value}")
 
 

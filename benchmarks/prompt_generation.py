@@ -49,6 +49,7 @@ from absl import app, flags
 
 from experiments.configs import pretrain as pretrain_config
 from pdiff.data.types import Segments, Trajectories
+from pdiff.evaluation.report import write_json_atomic
 from pdiff.models.prompt_dt import make_prompt_dt
 from pdiff.tuning import PretrainedPolicy
 from pdiff.tuning import prompt_diffuser as pd
@@ -312,9 +313,7 @@ def main(argv):
       "sampling": sampling,
       "finetune": finetune,
   }
-  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
-  with open(_OUTPUT.value, "w") as f:
-    json.dump(result, f, indent=1)
+  write_json_atomic(_OUTPUT.value, result)
   print(f"Wrote {_OUTPUT.value}")
 
 

@@ -27,6 +27,7 @@ from absl import app, flags
 
 from pdiff.data import samplers
 from pdiff.data.types import Trajectories
+from pdiff.evaluation.report import write_json_atomic
 
 _TASKS = flags.DEFINE_integer("tasks", 35, "Number of training tasks M.")
 _BATCH = flags.DEFINE_integer("batch_per_task", 16, "Rows per task B.")
@@ -153,9 +154,7 @@ def main(argv):
       "speedup_vs_numpy_reference": numpy_s / jit_s,
   }
   print(json.dumps(results, indent=2))
-  os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(results, f, indent=2)
+  write_json_atomic(_OUT.value, results)
 
 
 if __name__ == "__main__":

@@ -145,9 +145,9 @@ def main():
                   "load_average_1min_after": os.getloadavg()[0]},
       "runs": results,
   }
-  os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-  with open(RESULTS, "w") as f:
-    json.dump(report, f, indent=2)
+  from pdiff.evaluation.report import write_json_atomic
+
+  write_json_atomic(RESULTS, report)
   print(f"wrote {RESULTS}")
 
 
