@@ -56,16 +56,47 @@ def ensure_datasets(config, family, workdir) -> str:
   return root
 
 
+def shipped_checkpoint_fits(src: str, config, family) -> str | None:
+  """Why the shipped checkpoint at ``src`` does not fit ``config`` (None if it
+  does): model fields, K, K*, family, backend and quality must all agree."""
+  saved = pretrain_lib.checkpointing.read_config(src).model.to_dict()
+  info = pretrain_lib.read_policy_info(src)
+  wanted = config.pretrain.train.model.to_dict()
+  for field, value in wanted.items():
+    if field in ("state_dim", "act_dim") and not value:
+      continue  # 0 = taken from the data
+    if saved.get(field) != value:
+      return f"model.{field} is {saved.get(field)!r}, the config wants {value!r}"
+  p = config.pretrain
+  for field, value in (("context_len", p.context_len),
+                       ("prompt_len", p.prompt_len),
+                       ("prompt_episodes", p.prompt_episodes),
+                       ("quality", p.quality), ("family", family.name),
+                       ("backend", family.backend)):
+    if info.get(field) != value:
+      return f"{field} is {info.get(field)!r}, the config wants {value!r}"
+  return None
+
+
 def ensure_pretrained(config, family, workdir, dataset_root):
+  """The PLM: the shipped checkpoint ``config.pretrained`` when it fits the
+  config, else pre-trained here (resumed from the latest checkpoint)."""
   out = os.path.join(workdir, "pretrain")
-  if config.pretrained and not os.path.exists(os.path.join(out, "policy.json")):
-    src = os.path.join(PRETRAINED_ASSETS, config.pretrained)
+  shipped = config.pretrained
+  if shipped:
+    src = os.path.join(PRETRAINED_ASSETS, shipped)
     if not os.path.isdir(src):
-      raise ValueError(f"config.pretrained={config.pretrained!r}: no shipped "
+      raise ValueError(f"config.pretrained={shipped!r}: no shipped "
                        f"checkpoint at {src}.")
-    shutil.copytree(src, out)
-    logging.info("using the shipped pre-trained PLM %s", src)
-  if config.pretrained:
+    mismatch = shipped_checkpoint_fits(src, config, family)
+    if mismatch:
+      logging.warning("shipped PLM %s does not fit the config (%s): "
+                      "pre-training instead", src, mismatch)
+      shipped = ""
+    elif not os.path.exists(os.path.join(out, "policy.json")):
+      shutil.copytree(src, out)
+      logging.info("using the shipped pre-trained PLM %s", src)
+  if shipped:
     return pretrain_lib.load_pretrained_policy(out)
   # Trains, or resumes from the latest checkpoint (no step left: loads it).
   return pretrain_lib.pretrain(config.pretrain, family, dataset_root, out)
@@ -230,8 +261,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
            f"{config.few_shot_quality} data, {len(config.seeds)} seeds")
   md = report.markdown_table(table, title=title,
                              task_labels=[f"task {i}" for i in tests])
-  with open(os.path.join(out, "results.md"), "w") as f:
+  with open(os.path.join(out, "results.md.tmp"), "w") as f:
     f.write(md)
+  os.replace(os.path.join(out, "results.md.tmp"), os.path.join(out, "results.md"))
   report.save_bar_chart(os.path.join(out, "returns.png"), table, title=title)
   logging.info("\n%s", md)
   return results

@@ -82,6 +82,9 @@ def pretrain(config: ml_collections.ConfigDict, family, dataset_root: str,
   sample_batch = make_multitask_sampler(stacked, config, family, mean, std)
   init_batch = sample_batch(jax.random.key(0))
   os.makedirs(workdir, exist_ok=True)
+  exported = os.path.join(workdir, PARAMS_FILE)
+  if os.path.exists(exported):  # a copied export; checkpoints now rule
+    os.remove(exported)
   _write_policy_info(workdir, config, family, mean, std)
   state = loop.train(config.train, sample_batch, init_batch, workdir,
                      num_steps=config.num_steps, log_every=config.log_every,

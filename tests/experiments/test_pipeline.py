@@ -212,3 +212,16 @@ def test_configs():
     pretrain_configs.get_config("point_robot,huge")
   with pytest.raises(ValueError, match="'hopper'"):
     behavior_configs.get_config("hopper")
+
+
+def test_shipped_checkpoint_fits_the_default_config_only():
+  config = run_configs.get_config()  # cheetah_vel, cpu preset
+  family = envs.make(config.family)
+  src = os.path.join(pipeline.PRETRAINED_ASSETS, config.pretrained)
+  assert pipeline.shipped_checkpoint_fits(src, config, family) is None
+  config.pretrain.train.model.hidden_dim = 2 * config.pretrain.train.model.hidden_dim
+  assert "model.hidden_dim" in pipeline.shipped_checkpoint_fits(
+      src, config, family)
+  config = run_configs.get_config()
+  config.pretrain.context_len += 1
+  assert "context_len" in pipeline.shipped_checkpoint_fits(src, config, family)
