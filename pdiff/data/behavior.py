@@ -216,4 +216,8 @@ def _pick_medium(curve, snapshots, fraction):
   for step, params in snapshots:
     if step in returns and returns[step] >= goal and step > 0:
       return step, params
-  return snapshots[len(snapshots) // 2]
+  step, params = snapshots[len(snapshots) // 2]
+  logging.warning("no evaluation reached %.1f (medium_fraction %.2f of the way "
+                  "from %.1f to %.1f); medium = the middle snapshot, step %d",
+                  goal, fraction, first, best, step)
+  return step, params
