@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from pdiff import envs
-from pdiff.data import collect, samplers, storage
+from pdiff.data import collect, samplers
 from pdiff.evaluation import report
 from pdiff.evaluation.rollout import make_prompted_rollout
 from pdiff.training import pretrain as pretrain_lib
@@ -45,15 +45,12 @@ def _stage(name: str):
 
 
 def ensure_datasets(config, family, workdir) -> str:
-  root = os.path.join(workdir, "datasets")
-  c = config.collect
-  for quality in sorted({config.pretrain.quality, config.few_shot_quality}):
-    collect.collect_family_datasets(
-        family, quality, root, num_trajectories=c.num_trajectories,
-        seed=c.seed, action_noise=c.expert_noise if quality == "expert"
-        else c.medium_noise if quality == "medium" else 0.0,
-        tasks_per_chunk=c.tasks_per_chunk, progress=logging.info)
-  return root
+  """Collects the qualities the run needs (kept when already there)."""
+  c = ml_collections.ConfigDict(config.collect.to_dict())
+  c.family, c.backend = family.name, family.backend
+  c.qualities = tuple(sorted({config.pretrain.quality, config.few_shot_quality}))
+  collect.collect_from_config(c, workdir, progress=logging.info)
+  return os.path.join(workdir, "datasets")
 
 
 def shipped_checkpoint_fits(src: str, config, family) -> str | None:
@@ -103,8 +100,8 @@ def ensure_pretrained(config, family, workdir, dataset_root):
 
 
 def _load_split(family, root, quality, tasks):
-  data = storage.load_family_datasets(root, family.name, quality, tasks)
-  return [jax.tree.map(np.asarray, data[i].trajectories) for i in tasks]
+  by_task = pretrain_lib.load_task_trajectories(family, root, quality, tasks)
+  return [by_task[i] for i in tasks]
 
 
 def load_few_shot(config, family, dataset_root):

@@ -199,6 +199,11 @@ def collect_from_config(config, workdir: str, *, overwrite: bool = False,
   root = os.path.join(workdir, "datasets")
   noise = {"expert": config.expert_noise, "medium": config.medium_noise,
            "random": 0.0}
+  from pdiff.data import storage
+
+  complete = all(  # every file already there: nothing to collect or summarise
+      os.path.exists(storage.dataset_path(root, family.name, q, i))
+      for q in config.qualities for i in range(family.num_tasks))
   out = {}
   for quality in config.qualities:
     policy_dir = (os.path.join(config.policy_dir, quality)
@@ -208,13 +213,24 @@ def collect_from_config(config, workdir: str, *, overwrite: bool = False,
         seed=config.seed, action_noise=noise.get(quality, 0.0), policy_dir=policy_dir,
         overwrite=overwrite, tasks_per_chunk=config.tasks_per_chunk,
         progress=progress)
-  summary = dataset_return_summary(root, family, config.qualities)
-  from pdiff.evaluation.report import write_json_atomic
+  summary_path = os.path.join(root, family.name, "returns.json")
+  if not complete or not _summary_covers(summary_path, config.qualities):
+    from pdiff.evaluation.report import write_json_atomic
 
-  write_json_atomic(os.path.join(root, family.name, "returns.json"), summary)
-  if progress is not None:
-    progress("mean return per task:\n" + return_summary_markdown(summary))
+    summary = dataset_return_summary(root, family, config.qualities)
+    write_json_atomic(summary_path, summary)
+    if progress is not None:
+      progress("mean return per task:\n" + return_summary_markdown(summary))
   return out
+
+
+def _summary_covers(path: str, qualities) -> bool:
+  if not os.path.exists(path):
+    return False
+  import json
+
+  with open(path) as f:
+    return sorted(json.load(f)) == sorted(qualities)
 
 
 def dataset_return_summary(root: str, family, qualities) -> dict:
