@@ -13,12 +13,14 @@ After the env step, ``R_{t+1} = R_t - r_t / return_scale``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pdiff.data.types import Segments
 
@@ -176,9 +178,26 @@ def over_seeds(rollout):
   return jax.jit(jax.vmap(rollout, in_axes=(None, None, None, 0)))
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_rollout(family, model, context_len, num_episodes, mean_bytes,
+                    std_bytes, max_ep_len, params_per_task):
+  """One jitted rollout per distinct setting, so repeated evaluations of the
+  same PLM compile once (state statistics are part of the key as bytes)."""
+  return make_prompted_rollout(
+      family,
+      lambda p, s, q: model.apply({"params": p}, s, q, deterministic=True),
+      context_len=context_len, num_episodes=num_episodes,
+      state_mean=np.frombuffer(mean_bytes, np.float32),
+      state_std=np.frombuffer(std_bytes, np.float32),
+      params_per_task=params_per_task, max_ep_len=max_ep_len)
+
+
 def evaluate_tuned(plm, family, tuned, task_indices, key, *, num_episodes: int,
                    params_per_task: bool = False) -> RolloutResult:
   """Rolls out a PLM (``pdiff.tuning.PretrainedPolicy``) with tuned prompts.
+
+  The rollout is compiled once per (family, model, statistics, context,
+  episodes) and reused by later calls.
 
   Args:
     plm: the pre-trained policy (model, statistics, context length).
@@ -189,9 +208,9 @@ def evaluate_tuned(plm, family, tuned, task_indices, key, *, num_episodes: int,
     num_episodes: episodes per task.
     params_per_task: ``tuned.params`` has a leading task axis.
   """
-  rollout = make_prompted_rollout(
-      family, plm.apply, context_len=plm.context_len,
-      num_episodes=num_episodes, state_mean=plm.state_mean,
-      state_std=plm.state_std, params_per_task=params_per_task,
-      max_ep_len=plm.max_ep_len)
+  rollout = _cached_rollout(
+      family, plm.model, plm.context_len, num_episodes,
+      np.asarray(plm.state_mean, np.float32).tobytes(),
+      np.asarray(plm.state_std, np.float32).tobytes(), plm.max_ep_len,
+      params_per_task)
   return rollout(tuned.params, tuned.prompt, jnp.asarray(task_indices), key)

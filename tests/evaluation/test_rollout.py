@@ -16,6 +16,7 @@ from pdiff import envs
 from pdiff.data import storage
 from pdiff.data.types import Segments
 from pdiff.evaluation import pretrained
+from pdiff.evaluation import rollout as rollout_lib
 from pdiff.evaluation.rollout import (
     RolloutResult,
     evaluate_tuned,
@@ -241,6 +242,21 @@ def test_evaluate_tuned_with_per_task_params(plm_and_prompts):
   assert np.all(np.abs(out.returns[0] + family.episode_length) > 1e-2)
   # Untrained PLM near the origin: returns within the reachable range.
   assert np.all(out.returns[0] < 0) and np.all(out.returns[0] > -60)
+
+
+def test_evaluate_tuned_builds_one_rollout_per_setting(plm_and_prompts):
+  plm, family, tasks, results = plm_and_prompts
+  tuned = stack_tuned(results)
+  cache = rollout_lib._cached_rollout
+  cache.cache_clear()
+  first = evaluate_tuned(plm, family, tuned, tasks, jax.random.key(1),
+                         num_episodes=2)
+  again = evaluate_tuned(plm, family, tuned, tasks, jax.random.key(1),
+                         num_episodes=2)
+  assert cache.cache_info().misses == 1 and cache.cache_info().hits == 1
+  np.testing.assert_array_equal(first.returns, again.returns)
+  evaluate_tuned(plm, family, tuned, tasks, jax.random.key(1), num_episodes=3)
+  assert cache.cache_info().misses == 2  # another setting, another rollout
 
 
 def test_evaluate_pretrained_on_saved_datasets(tmp_path):
