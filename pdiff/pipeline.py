@@ -29,7 +29,7 @@ from absl import logging
 from pdiff import envs
 from pdiff.data import collect, samplers
 from pdiff.evaluation import report
-from pdiff.evaluation.rollout import make_prompted_rollout
+from pdiff.evaluation.rollout import evaluate_tuned
 from pdiff.training import pretrain as pretrain_lib
 from pdiff.tuning import prompt_diffuser as pd
 from pdiff.tuning.base import TunedPolicy, few_shot_prompt, stack_tuned
@@ -206,10 +206,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tests = list(family.test_tasks)
   few_shot = load_few_shot(config, family, root)
   results_dir = os.path.join(workdir, "results", "runs")
-  rollout = make_prompted_rollout(
-      family, plm.apply, context_len=plm.context_len,
-      num_episodes=config.eval_episodes, state_mean=plm.state_mean,
-      state_std=plm.state_std, max_ep_len=plm.max_ep_len)
   table = {}
   for label, method, mode in rows:
     tune = make_tuner(method, config, plm, model, mode)
@@ -227,8 +223,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       k_tune, k_eval = jax.random.split(key)
       tuned, tune_metrics = tune(few_shot, diffuser_params, k_tune)
       t_tune = time.time() - t
-      result = jax.device_get(rollout(tuned.params, tuned.prompt,
-                                      jnp.asarray(tests), k_eval))
+      result = jax.device_get(evaluate_tuned(
+          plm, family, tuned, tests, k_eval,
+          num_episodes=config.eval_episodes))
       means = np.asarray(result.mean).tolist()
       t_eval = time.time() - t - t_tune
       report.write_json_atomic(path, dict(

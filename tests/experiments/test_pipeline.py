@@ -125,8 +125,7 @@ def test_resume_does_not_redo_any_stage(first_run, monkeypatch):
   monkeypatch.setattr(pd, "make_pretrain", forbidden("pre-train the DM"))
   monkeypatch.setattr(pd, "make_tune_tasks",
                       lambda *a, **k: forbidden("tune prompts"))
-  monkeypatch.setattr(pipeline, "make_prompted_rollout",
-                      lambda *a, **k: forbidden("roll out"))
+  monkeypatch.setattr(pipeline, "evaluate_tuned", forbidden("roll out"))
   again = pipeline.run(tiny_config(), workdir)
   assert again["methods"] == results["methods"]
   assert file_times(workdir) == times
