@@ -47,10 +47,10 @@ from absl import app, flags
 
 from experiments.configs import pretrain as pretrain_config
 from pdiff import envs
-from pdiff.data.types import Segments
 from pdiff.evaluation import make_prompted_rollout
 from pdiff.evaluation.report import write_json_atomic
 from pdiff.models.prompt_dt import make_prompt_dt
+from pdiff.types import Segments
 
 _FAMILIES = flags.DEFINE_list(
     "families", ["cheetah_vel", "point_robot"],

@@ -48,11 +48,12 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from experiments.configs import pretrain as pretrain_config
-from pdiff.data.types import Segments, Trajectories
+from experiments.configs import prompt_diffuser as prompt_diffuser_config
 from pdiff.evaluation.report import write_json_atomic
+from pdiff.models.policy import PretrainedPolicy
 from pdiff.models.prompt_dt import make_prompt_dt
-from pdiff.tuning import PretrainedPolicy
 from pdiff.tuning import prompt_diffuser as pd
+from pdiff.types import Segments, Trajectories
 
 _BATCH_SIZES = flags.DEFINE_list(
     "batch_sizes", ["1", "16", "256"], "Prompts generated per call.")
@@ -255,7 +256,7 @@ def main(argv):
   train_trajs = synthetic_trajectories(k_train, 20, _STEPS.value, ds, da)
   few_shot = synthetic_trajectories(k_few, _FEW_SHOT.value, _STEPS.value, ds,
                                     da)
-  config = pd.get_config()
+  config = prompt_diffuser_config.get_config()
   config.finetune_steps = _FINETUNE_STEPS.value
   model, params = pd.make_prompt_diffuser(plm, train_trajs, config, k_init)
   num_params = sum(x.size for x in jax.tree.leaves(params))

@@ -26,8 +26,8 @@ import numpy as np
 from absl import app, flags
 
 from pdiff.data import samplers
-from pdiff.data.types import Trajectories
 from pdiff.evaluation.report import write_json_atomic
+from pdiff.types import Trajectories
 
 _TASKS = flags.DEFINE_integer("tasks", 35, "Number of training tasks M.")
 _BATCH = flags.DEFINE_integer("batch_per_task", 16, "Rows per task B.")

@@ -39,7 +39,7 @@ def synthetic_batch(key, batch: int, steps: int):
   import jax
   import jax.numpy as jnp
 
-  from pdiff.data.types import Segments
+  from pdiff.types import Segments
 
   ks = jax.random.split(key, 4)
   return Segments(
@@ -56,13 +56,13 @@ def measure(sharded: bool, num_steps: int) -> dict:
   """Times `num_steps` train steps after one compiling step (in-process)."""
   import jax
 
+  from experiments.configs import pretrain as pretrain_config
   from pdiff import parallel
   from pdiff.models import make_prompt_dt
-  from pdiff.training import config as training_config
   from pdiff.training import create_train_state, make_optimizer, train_step
   from pdiff.training.train_state import count_params
 
-  config = training_config.get_config()
+  config = pretrain_config.get_train_config()
   model = make_prompt_dt(config.model, state_dim=STATE_DIM, act_dim=ACT_DIM)
   k_seg, k_prompt, k_init = jax.random.split(jax.random.key(0), 3)
   batch = (synthetic_batch(k_seg, BATCH, STEPS),

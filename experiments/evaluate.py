@@ -10,8 +10,9 @@ mean return of the dataset the prompt comes from.
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from experiments import launch
 from pdiff import envs
 from pdiff.evaluation import pretrained as eval_pretrained
 from pdiff.training import pretrain
@@ -46,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

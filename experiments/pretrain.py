@@ -5,25 +5,26 @@ r"""Pre-trains Prompt-DT on a family's training tasks, then evaluates it.
       --workdir=/tmp/pdiff
 
 Reads ``{workdir}/datasets`` (collected first if missing), writes
-``{workdir}/pretrain/`` (checkpoints, TensorBoard, policy.json) and
+``{workdir}/pretrain/`` (checkpoints, TensorBoard, policy.json, and the stage
+record experiments/run.py checks) and
 ``{workdir}/results/pretrain_eval.{json,md}``. A stopped run resumes from its
-latest checkpoint. ``--distributed`` calls ``jax.distributed.initialize()``
-first (multi-host).
+latest checkpoint; a work directory pre-trained with another config is
+refused, naming the fields that differ. ``--distributed`` calls
+``jax.distributed.initialize()`` first (multi-host).
 """
 
 import os
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
-from experiments.configs import collect as collect_configs
-from pdiff import envs, parallel
-from pdiff.data import collect
+from experiments import launch
+from experiments.configs import run as run_configs
+from pdiff import envs, parallel, pipeline
 from pdiff.evaluation import pretrained as eval_pretrained
-from pdiff.training import pretrain
+from pdiff.pipeline import validate
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/pretrain.py", "Pre-training config.")
+_CONFIG = launch.define_config("experiments/configs/pretrain.py",
+                               "Pre-training config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.",
                                required=True)
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -34,13 +35,24 @@ def main(argv):
   del argv
   parallel.maybe_initialize_distributed(_DISTRIBUTED.value)
   config, workdir = _CONFIG.value, _WORKDIR.value
-  family = envs.make(config.family, backend=config.backend)
+  try:
+    family = envs.make(config.family, backend=config.backend)
+  except ValueError as e:
+    raise validate.ConfigError(f"config.family / config.backend: {e}") from e
+  validate.check_pretrain_config(config, family.name, path="")
+  # The pipeline's stages, so that experiments/run.py with the same
+  # pre-training config and pretrained="" reuses this PLM.
+  run_config = run_configs.get_config(family.name)
+  run_config.backend = config.backend
+  run_config.collect.backend = config.backend
+  run_config.collect.qualities = (config.quality,)
+  run_config.pretrain = config
+  run_config.pretrained = ""
   dataset_root = os.path.join(workdir, "datasets")
-  collect_config = collect_configs.get_config(config.family)
-  collect_config.qualities = (config.quality,)
-  collect.collect_from_config(collect_config, workdir, progress=logging.info)
-  plm = pretrain.pretrain(config, family, dataset_root,
-                          os.path.join(workdir, "pretrain"))
+  digests = pipeline.ensure_datasets(run_config, family, workdir,
+                                     [config.quality])
+  plm, _ = pipeline.ensure_pretrained(run_config, family, workdir,
+                                      digests[config.quality])
   if config.eval_episodes:
     results = eval_pretrained.evaluate_pretrained(
         plm, family, dataset_root, quality=config.quality, num_shots=5,
@@ -51,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -9,8 +9,9 @@ mean return per task is printed.
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from experiments import launch
 from pdiff import envs
 from pdiff.envs.rollout import random_returns
 
@@ -45,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -2,18 +2,19 @@ r"""The whole Prompt Diffuser experiment on one task family, resumable.
 
   python experiments/run.py --workdir=runs/cheetah_vel
 
-datasets (if missing) -> pre-trained Prompt-DT (if none) -> Prompt Diffuser
-and the plain few-shot prompt on every test task, for every seed -> rollouts
--> ``{workdir}/results/results.{json,md}`` and ``returns.png`` (WORKSPACE.md).
+datasets (if missing) -> pre-trained Prompt-DT (if none) -> every method on
+every test task, for every seed -> rollouts -> ``{workdir}/results/results.
+{json,md}`` and ``returns.png`` (WORKSPACE.md). The config is checked in full
+before anything is written; a work directory holding outputs of another
+config is never reused silently.
 """
 
 from absl import app, flags
-from ml_collections import config_flags
 
+from experiments import launch
 from pdiff import parallel, pipeline
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/run.py", "Pipeline config.")
+_CONFIG = launch.define_config("experiments/configs/run.py", "Pipeline config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cheetah_vel",
                                "Work directory (resumed when it exists).")
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -21,10 +22,11 @@ _DISTRIBUTED = flags.DEFINE_bool(
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
   parallel.maybe_initialize_distributed(_DISTRIBUTED.value)
   pipeline.run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -12,14 +12,14 @@ shipped in ``pdiff/assets/behavior/{family}``.
 import json
 import os
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
+from experiments import launch
 from pdiff import envs
 from pdiff.data import behavior
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/behavior.py", "Behaviour-policy config.")
+_CONFIG = launch.define_config("experiments/configs/behavior.py",
+                               "Behaviour-policy config.")
 _OUT_DIR = flags.DEFINE_string(
     "out_dir", None, "Output directory, or 'package' for the shipped assets.",
     required=True)
@@ -40,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -8,9 +8,27 @@ is for tests and smoke runs.
 
 import ml_collections
 
-from pdiff.training import config as training_config
+from experiments.configs import prompt_dt as prompt_dt_configs
 
 PRESETS = ("paper", "cpu", "tiny")
+
+
+def get_train_config() -> ml_collections.ConfigDict:
+  """Prompt-DT's public training recipe (``pdiff.training.train``).
+
+  Returns:
+    ConfigDict with the model, the optimizer and the run's seed.
+  """
+  config = ml_collections.ConfigDict()
+  # Architecture (experiments/configs/prompt_dt.py).
+  config.model = prompt_dt_configs.get_config()
+  config.learning_rate = 1e-4  # AdamW peak learning rate
+  config.warmup_steps = 10_000  # linear warm-up steps to learning_rate
+  config.weight_decay = 1e-4  # AdamW decoupled weight decay
+  config.grad_clip_norm = 0.25  # clip gradients to this global norm
+  config.seed = 0  # initialisation, data and dropout keys derive from it
+  config.max_to_keep = 3  # checkpoints kept in {workdir}/checkpoints
+  return config
 
 
 def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
@@ -40,8 +58,8 @@ def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
   c.log_every = 100
   # Steps between checkpoints.
   c.ckpt_every = 5_000
-  # Model, optimiser and seed (pdiff.training.config).
-  c.train = training_config.get_config()
+  # Model, optimiser and seed (get_train_config below).
+  c.train = get_train_config()
   # Episodes per task when the launcher evaluates the result (0 = skip).
   c.eval_episodes = 10
   if preset == "cpu":

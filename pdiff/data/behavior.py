@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,11 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 from absl import logging
+
+from pdiff import atomic
+from pdiff.envs import quiet_brax  # noqa: F401 (before Brax: imports it quietly)
+
+# isort: split
 from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo import networks as ppo_networks
 from brax.training.agents.ppo import train as ppo
@@ -66,23 +70,6 @@ def _template(algorithm, obs_size, action_size, hidden):
   return nets, (normalizer, policy)
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def save_policy(directory: str, params, info: dict[str, Any]) -> None:
   """Writes ``(normalizer, policy)`` params and ``info`` (must hold
   ``algorithm``, ``observation_size``, ``action_size``, ``hidden``)."""
@@ -90,9 +77,9 @@ def save_policy(directory: str, params, info: dict[str, Any]) -> None:
     if field not in info:
       raise ValueError(f"policy info needs field {field!r}; got {sorted(info)}.")
   state = flax.serialization.to_state_dict(jax.device_get(params[:2]))
-  _write_atomic(os.path.join(directory, "params.msgpack"),
+  atomic.write_bytes_atomic(os.path.join(directory, "params.msgpack"),
                 flax.serialization.msgpack_serialize(state))
-  _write_atomic(os.path.join(directory, "policy.json"),
+  atomic.write_bytes_atomic(os.path.join(directory, "policy.json"),
                 json.dumps(info, indent=1, sort_keys=True).encode())
 
 

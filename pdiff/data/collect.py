@@ -1,12 +1,14 @@
 """Offline data collection: behaviour-policy rollouts vectorised in Brax.
 
 All tasks x trajectories of one quality are stepped together by one
-``lax.scan`` under one jit (in chunks of tasks to bound memory). Steps after
-an early termination are zero padding (``lengths`` says how many are real).
+``lax.scan`` (``pdiff.envs.rollout.scan_episode``) under one jit (in chunks
+of tasks to bound memory). Steps after an early termination are zero padding
+(``lengths`` says how many are real).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -15,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdiff.data.types import Trajectories
+from pdiff.envs.rollout import scan_episode
+from pdiff.types import Trajectories
 
 # policy(obs_with_task [B, ds + P], key) -> actions [B, da]; None = random.
 Policy = Callable[[jax.Array, jax.Array], jax.Array] | None
@@ -40,40 +43,23 @@ def make_collector(family, policy: Policy, num_trajectories: int, *,
     raise ValueError(f"num_trajectories must be >= 1, got {num_trajectories}.")
   if action_noise < 0:
     raise ValueError(f"action_noise must be >= 0, got {action_noise}.")
-  horizon, da = family.episode_length, family.action_size
+  n, da = num_trajectories, family.action_size
+
+  def policy_step(carry, state, key):
+    k_pol, k_noise = jax.random.split(key)
+    if policy is None:
+      action = jax.random.uniform(k_noise, (n, da), minval=-1.0, maxval=1.0)
+    else:
+      obs_task = jnp.concatenate([state.obs, state.task.params], axis=-1)
+      action = policy(obs_task, k_pol)
+      action = action + action_noise * jax.random.normal(k_noise, action.shape)
+      action = jnp.clip(action, -1.0, 1.0)
+    return action, carry  # [n, da]
 
   def one_task(task, key):
-    n = num_trajectories
     tasks = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), task)
-    reset_key, key = jax.random.split(key)
-    state = jax.vmap(family.reset)(jax.random.split(reset_key, n), tasks)
-
-    def step(carry, key):
-      state, alive = carry
-      obs = state.obs  # [n, ds]
-      k_pol, k_noise = jax.random.split(key)
-      if policy is None:
-        action = jax.random.uniform(k_noise, (n, da), minval=-1.0, maxval=1.0)
-      else:
-        obs_task = jnp.concatenate([obs, tasks.params], axis=-1)
-        action = policy(obs_task, k_pol)
-        action = action + action_noise * jax.random.normal(k_noise, action.shape)
-        action = jnp.clip(action, -1.0, 1.0)
-      next_state = jax.vmap(family.step)(state, action)
-      terminal = next_state.done * (1.0 - next_state.truncation)
-      timeout = next_state.truncation
-      out = (obs * alive[:, None], action * alive[:, None],
-             next_state.reward * alive, terminal * alive, timeout * alive, alive)
-      return (next_state, alive * (1.0 - next_state.done)), out
-
-    keys = jax.random.split(key, horizon)
-    _, (obs, act, rew, term, tout, alive) = jax.lax.scan(
-        step, (state, jnp.ones((n,), jnp.float32)), keys)
-    swap = lambda x: jnp.swapaxes(x, 0, 1)  # [T, n, ...] -> [n, T, ...]
-    return Trajectories(
-        observations=swap(obs), actions=swap(act), rewards=swap(rew),
-        dones=swap(term) > 0.5, timeouts=swap(tout) > 0.5,
-        lengths=alive.sum(axis=0).astype(jnp.int32))
+    _, _, trajs = scan_episode(family, policy_step, None, tasks, key)
+    return trajs
 
   @jax.jit
   def collect(task_indices, keys) -> Trajectories:
@@ -215,31 +201,35 @@ def collect_from_config(config, workdir: str, *, overwrite: bool = False,
         progress=progress)
   summary_path = os.path.join(root, family.name, "returns.json")
   if not complete or not _summary_covers(summary_path, config.qualities):
-    from pdiff.evaluation.report import write_json_atomic
-
     summary = dataset_return_summary(root, family, config.qualities)
-    write_json_atomic(summary_path, summary)
+    _write_json(summary_path, summary)
     if progress is not None:
       progress("mean return per task:\n" + return_summary_markdown(summary))
   return out
 
 
+def _write_json(path: str, data) -> None:
+  """Writes JSON through a temporary file and ``os.replace``."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(data, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
 def _summary_covers(path: str, qualities) -> bool:
   if not os.path.exists(path):
     return False
-  import json
-
   with open(path) as f:
     return sorted(json.load(f)) == sorted(qualities)
 
 
 def dataset_return_summary(root: str, family, qualities) -> dict:
   """``{quality: {task_index: mean return}}`` of the stored datasets."""
-  from pdiff.data import storage
+  from pdiff.data import loading
 
   out = {}
   for quality in qualities:
-    data = storage.load_family_datasets(root, family.name, quality,
+    data = loading.load_family_datasets(root, family.name, quality,
                                         list(range(family.num_tasks)))
     out[quality] = {}
     for index, d in data.items():

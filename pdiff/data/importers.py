@@ -35,7 +35,7 @@ from pdiff.data.storage import (
     make_task_dataset,
     save_task_dataset,
 )
-from pdiff.data.types import Trajectories
+from pdiff.types import Trajectories
 
 PathLike = str | os.PathLike
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pdiff.data.types import Trajectories
+from pdiff.types import Trajectories
 
 # Added to the standard deviation, as in Prompt-DT (`np.std(states) + 1e-6`).
 STD_EPS = 1e-6

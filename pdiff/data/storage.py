@@ -2,7 +2,7 @@
 
 A dataset is one (family, task index, quality) triple, stored at
 ``{root}/{family}/{quality}/task_{idx:02d}.npz``. The file holds the six
-arrays of a :class:`~pdiff.data.types.Trajectories` under their field names
+arrays of a :class:`~pdiff.types.Trajectories` under their field names
 and a ``metadata`` entry: a 0-d unicode array with a JSON object (no pickle, so
 files load with ``allow_pickle=False``). Writes are atomic: the file appears
 whole or not at all. Loading validates everything and raises
@@ -19,7 +19,7 @@ import pathlib
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from flax import struct
 
 from pdiff import __version__
 from pdiff.data.normalization import state_statistics
-from pdiff.data.types import Trajectories
+from pdiff.types import Trajectories
 
 FORMAT_VERSION = 1
 QUALITIES = ("expert", "medium", "random", "imported")
@@ -244,31 +244,6 @@ def load_task_dataset(
       raise DatasetError(f"{where}: metadata field '{field}' is "
                          f"{getattr(metadata, field)!r}, expected {value!r}")
   return TaskDataset(trajectories=Trajectories(**arrays), metadata=metadata)
-
-
-def load_family_datasets(
-    root: PathLike, family: str, quality: str, task_indices: Iterable[int]
-) -> dict[int, TaskDataset]:
-  """Loads the datasets of several tasks of one family, checking each file.
-
-  Args:
-    root: dataset root directory.
-    family: task family name.
-    quality: dataset quality.
-    task_indices: task indices to load.
-
-  Returns:
-    ``{task_index: dataset}`` in the order given.
-
-  Raises:
-    DatasetError: as :func:`load_task_dataset`, for the first bad file.
-  """
-  return {
-      int(idx): load_task_dataset(
-          dataset_path(root, family, quality, idx),
-          expect_family=family, expect_task=int(idx), expect_quality=quality)
-      for idx in task_indices
-  }
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:

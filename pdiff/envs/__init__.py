@@ -5,6 +5,7 @@
 See docs/envs.md.
 """
 
+from pdiff.envs import quiet_brax  # noqa: F401 (first: imports Brax quietly)
 from pdiff.envs.ant_dir import AntDir
 from pdiff.envs.base import EnvState, Task, TaskFamily
 from pdiff.envs.brax_adapter import TaskConditionedEnv

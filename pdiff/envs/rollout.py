@@ -1,27 +1,144 @@
-"""Batched episode rollouts: one ``lax.scan`` over a ``vmap`` of ``step``.
+"""Batched episodes: one ``lax.scan`` over a ``vmap`` of ``step``.
 
-``rollout`` plays one episode per entry of a batch of tasks, all in one
-compiled loop, and returns them as ``pdiff.data.types.Trajectories``::
+:func:`scan_steps` is the episode loop every rollout in pdiff runs: data
+collection (``pdiff.data.collect``), prompted evaluation
+(``pdiff.evaluation.rollout``) and :func:`rollout` here. A policy step maps
+its own carry and the batched state to actions; the loop steps the envs,
+masks what happens after each episode's end and, if asked, records the
+steps as ``pdiff.types.Trajectories``::
 
   family = pdiff.envs.make("point_robot")
   tasks = family.tasks(np.repeat(family.test_tasks, 4))    # 4 episodes each
   trajectories, _ = jax.jit(rollout, static_argnums=(0, 1))(
       family, uniform_random_policy(family), key, tasks)
   returns = trajectories.rewards.sum(axis=1)               # [N]
+
+A done state is absorbing (``TaskFamily.step``), so an episode is valid at a
+step exactly while its state before the step is not done; steps after the
+end are zero padding, excluded from ``lengths``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from pdiff.data.types import Trajectories
 from pdiff.envs.base import EnvState, Task, TaskFamily
+from pdiff.types import Trajectories
 
 # (key, obs [ds], task) -> action [da], for one episode; vmapped by rollout.
 PolicyFn = Callable[[jax.Array, jax.Array, Task], jax.Array]
+# (carry, state [B], x) -> (actions [B, da], carry), for a batch of episodes.
+PolicyStep = Callable[[Any, EnvState, Any], tuple[jax.Array, Any]]
+
+
+class Step(NamedTuple):
+  """One step of a batch of B episodes, zero where an episode had ended."""
+
+  obs: jax.Array  # [B, ds] the observation the action was taken on
+  action: jax.Array  # [B, da]
+  reward: jax.Array  # [B] reward of the step
+  terminal: jax.Array  # [B] bool, the episode terminated at this step
+  timeout: jax.Array  # [B] bool, it reached the time limit at this step
+  valid: jax.Array  # [B] bool, the episode had not ended before this step
+
+
+def scan_steps(
+    family: TaskFamily,
+    policy_step: PolicyStep,
+    carry: Any,
+    state: EnvState,
+    xs: Any,
+    *,
+    observe: Callable[[Any, Step], Any] | None = None,
+    record: bool = True,
+) -> tuple[Any, EnvState, Trajectories | None]:
+  """Steps a batch of episodes once per entry of ``xs``, in one scan.
+
+  Args:
+    family: the task family.
+    policy_step: ``(carry, state, x) -> (actions [B, da], carry)``, given
+      the batched state before the step and the step's entry of ``xs``.
+    carry: the policy's initial carry (any pytree, e.g. ``None``).
+    state: the batched ``EnvState`` ``[B]`` the episodes start from.
+    xs: per-step inputs of the policy, leading axis ``T`` (e.g. keys).
+    observe: optional ``(carry, step) -> carry``, called after each env
+      step with the masked :class:`Step` (e.g. to accumulate returns).
+    record: return the steps as trajectories; without, nothing per step is
+      kept.
+
+  Returns:
+    ``(carry, final_state, trajectories)``: the policy's final carry, the
+    batched state after the last step and ``Trajectories`` ``[B, T, ...]``
+    (``dones`` on terminations, ``timeouts`` on time-limit ends, zeros after
+    an episode's end), or None without ``record``.
+  """
+
+  def body(loop_carry, x):
+    state, carry = loop_carry
+    alive = 1.0 - state.done  # [B] 1.0 before the episode's end, then 0.0
+    valid = alive > 0
+    action, carry = policy_step(carry, state, x)
+    next_state = jax.vmap(family.step)(state, action)
+    ended = next_state.done > 0
+    timeout = ended & (next_state.truncation > 0)
+
+    def pad(v):  # zero after the end
+      return v * alive.reshape(alive.shape + (1,) * (v.ndim - 1)).astype(v.dtype)
+
+    step = Step(obs=pad(state.obs), action=pad(action),
+                reward=pad(next_state.reward), terminal=valid & ended & ~timeout,
+                timeout=valid & timeout, valid=valid)
+    if observe is not None:
+      carry = observe(carry, step)
+    return (next_state, carry), (step if record else None)
+
+  (final_state, carry), steps = jax.lax.scan(body, (state, carry), xs)
+  if not record:
+    return carry, final_state, None
+  steps = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), steps)  # [B, T, ...]
+  trajectories = Trajectories(
+      observations=steps.obs, actions=steps.action, rewards=steps.reward,
+      dones=steps.terminal, timeouts=steps.timeout,
+      lengths=steps.valid.sum(axis=1).astype(jnp.int32))
+  return carry, final_state, trajectories
+
+
+def scan_episode(
+    family: TaskFamily,
+    policy_step: PolicyStep,
+    carry: Any,
+    tasks: Task,
+    key: jax.Array,
+    num_steps: int | None = None,
+) -> tuple[Any, EnvState, Trajectories]:
+  """Resets one episode per task of a batch and plays it with a step key.
+
+  The reset keys come from one half of ``key`` (one per episode), the
+  per-step inputs of ``policy_step`` are ``num_steps`` keys split from the
+  other half.
+
+  Args:
+    family: the task family.
+    policy_step: ``(carry, state [B], key) -> (actions [B, da], carry)``.
+    carry: the policy's initial carry.
+    tasks: a batch of tasks, leaves with leading axis ``B`` (one episode
+      each).
+    key: a ``jax.random.key``.
+    num_steps: steps to scan (default ``family.episode_length``).
+
+  Returns:
+    ``(carry, final_state, trajectories)`` as :func:`scan_steps`.
+  """
+  num_steps = family.episode_length if num_steps is None else num_steps
+  batch = tasks.index.shape[0]
+  reset_key, step_key = jax.random.split(key)
+  state = jax.vmap(family.reset)(jax.random.split(reset_key, batch), tasks)
+  return scan_steps(family, policy_step, carry, state,
+                    jax.random.split(step_key, num_steps))
 
 
 def uniform_random_policy(family: TaskFamily, low: float = -1.0,
@@ -60,40 +177,14 @@ def rollout(
     (``dones`` on terminations, ``timeouts`` on time-limit ends) and the
     batched ``EnvState`` after the last step.
   """
-  num_steps = family.episode_length if num_steps is None else num_steps
   batch = tasks.index.shape[0]
-  reset_key, policy_key = jax.random.split(key)
-  state = jax.vmap(family.reset)(jax.random.split(reset_key, batch), tasks)
 
-  def body(state: EnvState, step_key: jax.Array):
+  def policy_step(carry, state: EnvState, step_key: jax.Array):
     keys = jax.random.split(step_key, batch)
-    action = jax.vmap(policy_fn)(keys, state.obs, state.task)  # [N, da]
-    next_state = jax.vmap(family.step)(state, action)
-    valid = state.done == 0  # [N]
-    ended = next_state.done > 0
-    timeout = ended & (next_state.truncation > 0)
-    step = (state.obs, action, next_state.reward, ended & ~timeout, timeout,
-            valid)
-    return next_state, step
+    return jax.vmap(policy_fn)(keys, state.obs, state.task), carry  # [N, da]
 
-  step_keys = jax.random.split(policy_key, num_steps)
-  final_state, steps = jax.lax.scan(body, state, step_keys)
-  obs, actions, rewards, dones, timeouts, valid = jax.tree.map(
-      lambda x: jnp.swapaxes(x, 0, 1), steps
-  )  # [N, T, ...]
-
-  def pad(x):
-    mask = valid.reshape(valid.shape + (1,) * (x.ndim - 2))
-    return jnp.where(mask, x, jnp.zeros_like(x))
-
-  trajectories = Trajectories(
-      observations=pad(obs),
-      actions=pad(actions),
-      rewards=pad(rewards),
-      dones=pad(dones),
-      timeouts=pad(timeouts),
-      lengths=valid.sum(axis=1).astype(jnp.int32),
-  )
+  _, final_state, trajectories = scan_episode(
+      family, policy_step, None, tasks, key, num_steps)
   return trajectories, final_state
 
 

@@ -8,9 +8,9 @@ import time
 import jax
 import numpy as np
 
-from pdiff.data import samplers, storage
+from pdiff.data import loading, samplers
 from pdiff.evaluation.rollout import evaluate_tuned
-from pdiff.tuning.base import few_shot_prompt, stack_tuned
+from pdiff.models.policy import stack_tuned
 
 
 def dataset_returns(trajs) -> float:
@@ -36,13 +36,14 @@ def evaluate_pretrained(plm, family, dataset_root: str, *, quality: str,
   key = jax.random.key(seed)
   for split in splits:
     tasks = list(family.train_tasks if split == "train" else family.test_tasks)
-    data = storage.load_family_datasets(dataset_root, family.name, quality,
+    data = loading.load_family_datasets(dataset_root, family.name, quality,
                                         tasks)
     key, k_prompt, k_roll = jax.random.split(key, 3)
     tuned = stack_tuned([
-        few_shot_prompt(plm, samplers.few_shot_split(
-            jax.tree.map(np.asarray, data[i].trajectories), num_shots), None,
-            jax.random.fold_in(k_prompt, i)) for i in tasks])
+        plm.few_shot_prompt(jax.random.fold_in(k_prompt, i),
+                            samplers.few_shot_split(jax.tree.map(
+                                np.asarray, data[i].trajectories), num_shots))
+        for i in tasks])
     start = time.time()
     result = jax.device_get(evaluate_tuned(plm, family, tuned, tasks, k_roll,
                                            num_episodes=num_episodes))

@@ -2,7 +2,8 @@
 
 Every prompt-tuning method evaluates through :func:`make_prompted_rollout`:
 prompts (and, optionally, per-task policy parameters) come in as data, the
-tasks x episodes batch is stepped by one ``lax.scan`` over the episode, and
+tasks x episodes batch is stepped by one ``lax.scan`` over the episode
+(``pdiff.envs.rollout.scan_steps``), and
 the context window of the last ``K`` steps lives in fixed-size buffers that
 shift left by one slot each step (left padding, as in training).
 
@@ -22,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdiff.data.types import Segments
+from pdiff.envs.rollout import Step, scan_steps
+from pdiff.types import Segments
 
 # policy_fn(params, segments [B, K, ...], prompt [B, Kp, ...]) -> actions [B, K, da]
 PolicyFn = Callable[[Any, Segments, Segments], jax.Array]
@@ -136,27 +138,27 @@ def make_prompted_rollout(
         timesteps=jnp.zeros((e, context_len), jnp.int32),
         mask=jnp.zeros((e, context_len), jnp.float32),
     )
-    carry = (env_state, window, jnp.full((e,), target / scale, jnp.float32),
-             jnp.zeros((e,), jnp.float32), jnp.ones((e,), jnp.float32),
-             jnp.zeros((e,), jnp.int32))
+    # carry: window, return-to-go [E], return [E], length [E]
+    carry = (window, jnp.full((e,), target / scale, jnp.float32),
+             jnp.zeros((e,), jnp.float32), jnp.zeros((e,), jnp.int32))
 
-    def step(carry, t):
-      env_state, window, rtg, ret, alive, length = carry
+    def act(carry, env_state, t):
+      window, rtg, ret, length = carry
       obs = (env_state.obs - state_mean) / state_std  # [E, ds]
       tt = jnp.full((e,), jnp.minimum(t, max_ep_len - 1), jnp.int32)
       window = window.push(obs, rtg, tt)
       action = policy_fn(params, window.as_segments(), prompts)[:, -1]  # [E, da]
-      env_state = jax.vmap(family.step)(env_state, action)
-      reward = env_state.reward * alive
-      window = window.set_last(action, reward)
-      ret = ret + reward
-      length = length + alive.astype(jnp.int32)
-      alive = alive * (1.0 - env_state.done)
-      rtg = rtg - reward / scale
-      return (env_state, window, rtg, ret, alive, length), None
+      return action, (window, rtg, ret, length)
 
-    carry, _ = jax.lax.scan(step, carry, jnp.arange(horizon))
-    return carry[3], carry[5]
+    def observe(carry, step: Step):
+      window, rtg, ret, length = carry
+      window = window.set_last(step.action, step.reward)
+      return (window, rtg - step.reward / scale, ret + step.reward,
+              length + step.valid.astype(jnp.int32))
+
+    carry, _, _ = scan_steps(family, act, carry, env_state, jnp.arange(horizon),
+                             observe=observe, record=False)
+    return carry[2], carry[3]
 
   params_axis = 0 if params_per_task else None
 
@@ -194,7 +196,7 @@ def _cached_rollout(family, model, context_len, num_episodes, mean_bytes,
 
 def evaluate_tuned(plm, family, tuned, task_indices, key, *, num_episodes: int,
                    params_per_task: bool = False) -> RolloutResult:
-  """Rolls out a PLM (``pdiff.tuning.PretrainedPolicy``) with tuned prompts.
+  """Rolls out a PLM (``pdiff.models.PretrainedPolicy``) with tuned prompts.
 
   The rollout is compiled once per (family, model, statistics, context,
   episodes) and reused by later calls.
@@ -202,7 +204,7 @@ def evaluate_tuned(plm, family, tuned, task_indices, key, *, num_episodes: int,
   Args:
     plm: the pre-trained policy (model, statistics, context length).
     family: the task family.
-    tuned: a ``TunedPolicy`` stacked over tasks (``pdiff.tuning.stack_tuned``).
+    tuned: a ``TunedPolicy`` stacked over tasks (``pdiff.models.stack_tuned``).
     task_indices: [num_tasks] the tasks, in the order of ``tuned``.
     key: rollout key.
     num_episodes: episodes per task.

@@ -1,8 +1,21 @@
 """pdiff.models: the pre-trained policy, the prompt denoiser, shared layers."""
 
 from pdiff.models.denoiser import PromptDenoiser, sinusoidal_embedding
+from pdiff.models.policy import (
+    PretrainedPolicy,
+    TunedPolicy,
+    masked_action_mse,
+    stack_tuned,
+)
 from pdiff.models.prompt_dt import PromptDT, make_prompt_dt
-from pdiff.models.prompt_dt import get_config as get_prompt_dt_config
 
-__all__ = ["PromptDT", "PromptDenoiser", "get_prompt_dt_config",
-           "make_prompt_dt", "sinusoidal_embedding"]
+__all__ = [
+    "PretrainedPolicy",
+    "PromptDT",
+    "PromptDenoiser",
+    "TunedPolicy",
+    "make_prompt_dt",
+    "masked_action_mse",
+    "sinusoidal_embedding",
+    "stack_tuned",
+]

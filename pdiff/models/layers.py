@@ -1,8 +1,9 @@
 """Transformer building blocks shared by the models.
 
 A GPT-2 style pre-LayerNorm block (causal self-attention and an MLP, each in a
-residual branch), optional bottleneck adapters inside each branch, and the
-attention-mask helper that combines causality with token padding.
+residual branch), optional bottleneck adapters inside each branch (applied
+whenever their parameters are present), and the attention-mask helper that
+combines causality with token padding.
 
 Shapes use: B batch, L tokens, H hidden size.
 """
@@ -19,6 +20,9 @@ import jax.numpy as jnp
 # GPT-2 initialises every transformer weight with N(0, 0.02) and scales the
 # residual output projections by 1 / sqrt(2 * num_layers).
 GPT2_INIT_STDDEV = 0.02
+# GPT-2's LayerNorm epsilon (PyTorch's default), used by the public Prompt-DT;
+# Flax's default is 1e-6.
+LAYER_NORM_EPSILON = 1e-5
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -114,6 +118,12 @@ class BlockAdapters(nn.Module):
     return self.mlp(x)
 
 
+def adapter_width(adapter_params) -> int:
+  """Bottleneck width of one block's adapter parameters (`BlockAdapters`):
+  the output size of the attention adapter's `down` kernel `[H, width]`."""
+  return int(adapter_params["attention"]["down"]["kernel"].shape[-1])
+
+
 class Mlp(nn.Module):
   """Two-layer feed-forward network of a transformer block.
 
@@ -145,8 +155,15 @@ class Mlp(nn.Module):
 class CausalTransformerBlock(nn.Module):
   """GPT-2 block: `x + attn(ln(x))`, then `x + mlp(ln(x))`.
 
-  With `adapter_dim > 0`, a bottleneck adapter (parameter subtree `adapter`)
-  transforms each branch output before it is added to the residual stream.
+  Bottleneck adapters (parameter subtree `adapter`) transform each branch
+  output before it is added to the residual stream:
+  `x + A_attn(attn(ln(x)))`, then `x + A_mlp(mlp(ln(x)))` with
+  `A(h) = h + W_up relu(W_down h + b_down) + b_up`. They apply whenever the
+  block's parameters hold an `adapter` subtree, whatever `adapter_dim` is,
+  with the width of those parameters; `adapter_dim > 0` only makes `init`
+  create them. So a model initialised without adapters (the pre-trained
+  policy) runs adapters merged into its parameters later, and without them
+  keeps its parameter structure and outputs.
 
   Attributes:
     num_heads: attention heads.
@@ -154,7 +171,7 @@ class CausalTransformerBlock(nn.Module):
     num_layers: depth of the whole stack (scales the output projections' init).
     dropout_rate: dropout on attention weights and on both branch outputs.
     activation: MLP activation, 'relu' or 'gelu'.
-    adapter_dim: adapter bottleneck width; 0 means no adapters.
+    adapter_dim: adapter bottleneck width `init` creates; 0 means none.
   """
 
   num_heads: int
@@ -181,11 +198,13 @@ class CausalTransformerBlock(nn.Module):
     """
     hidden = x.shape[-1]
     out_stddev = GPT2_INIT_STDDEV / math.sqrt(2 * self.num_layers)
+    adapter_dim = self.adapter_dim
+    if self.has_variable("params", "adapter"):  # merged in after init
+      adapter_dim = adapter_width(self.get_variable("params", "adapter"))
     adapters = (
-        BlockAdapters(self.adapter_dim, name="adapter")
-        if self.adapter_dim > 0 else None)
+        BlockAdapters(adapter_dim, name="adapter") if adapter_dim > 0 else None)
 
-    h = nn.LayerNorm(name="ln_attention")(x)  # [B, L, H]
+    h = nn.LayerNorm(epsilon=LAYER_NORM_EPSILON, name="ln_attention")(x)  # [B, L, H]
     h = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads,
         qkv_features=hidden,
@@ -199,7 +218,7 @@ class CausalTransformerBlock(nn.Module):
       h = adapters.after_attention(h)
     x = x + h  # [B, L, H]
 
-    h = nn.LayerNorm(name="ln_mlp")(x)
+    h = nn.LayerNorm(epsilon=LAYER_NORM_EPSILON, name="ln_mlp")(x)
     h = Mlp(self.mlp_dim, self.activation, out_stddev, name="mlp")(h)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
     if adapters is not None:

@@ -18,6 +18,13 @@ Layout of one forward pass (Kp prompt steps, K main steps, H hidden size):
 There are no positional embeddings: a learned timestep embedding is added to
 each token instead. Padded steps (mask 0, on the left) of both prompt and main
 sequence cannot be attended to, so the real outputs ignore what they hold.
+
+Two optional parameter entries, absent from ``init``'s parameters, serve
+prompt tuning without changing the module or its config: a top-level
+``soft_prompt`` ``[3Kp, H]`` is added to the embedded prompt tokens, and an
+``adapter`` subtree in a block adds bottleneck adapters to it
+(``pdiff.models.layers.CausalTransformerBlock``). Zero-initialised, both leave
+the outputs exactly as without them.
 """
 
 from __future__ import annotations
@@ -27,30 +34,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from pdiff.data.types import Segments
-from pdiff.models.layers import CausalTransformerBlock, causal_padding_mask
+from pdiff.models.layers import (
+    LAYER_NORM_EPSILON,
+    CausalTransformerBlock,
+    causal_padding_mask,
+)
+from pdiff.types import Segments
 
 # Tokens per step: return-to-go, state, action.
 TOKENS_PER_STEP = 3
 # Index of the state token within a step; the action is predicted from it.
 STATE_TOKEN = 1
-
-
-def get_config() -> ml_collections.ConfigDict:
-  """Prompt-DT's architecture, as in the public Prompt-DT code."""
-  config = ml_collections.ConfigDict()
-  config.state_dim = 0  # observation size; 0 = taken from the data
-  config.act_dim = 0  # action size; 0 = taken from the data
-  config.hidden_dim = 128  # token embedding (model) width
-  config.num_layers = 3  # causal transformer blocks
-  config.num_heads = 1  # attention heads per block
-  config.mlp_dim = 512  # hidden width of each block's MLP (4 x hidden_dim)
-  config.activation = "relu"  # MLP activation: 'relu' or 'gelu'
-  config.dropout_rate = 0.1  # embedding, attention and residual dropout
-  config.max_ep_len = 1000  # timestep embedding table size (timesteps clipped)
-  config.action_tanh = True  # squash predicted actions into [-1, 1]
-  config.adapter_dim = 0  # bottleneck adapter width per block; 0 = none
-  return config
+# Name of the optional top-level parameter added to the prompt tokens.
+SOFT_PROMPT = "soft_prompt"
 
 
 class PromptDT(nn.Module):
@@ -74,8 +70,13 @@ class PromptDT(nn.Module):
     max_ep_len: timestep embedding table size; timesteps are clipped to
       `[0, max_ep_len - 1]`.
     action_tanh: squash predicted actions with tanh.
-    adapter_dim: if positive, every block gets bottleneck adapters of this
-      width (parameters under `.../adapter/...`, zero-initialised output).
+    adapter_dim: if positive, `init` gives every block bottleneck adapters
+      of this width (parameters under `.../adapter/...`, zero-initialised
+      output). Adapters apply whenever such parameters are present, also in
+      a model built with `adapter_dim=0`.
+
+  A top-level parameter `soft_prompt` `[3 Kp, H]`, when present (never made
+  by `init`), is added to the embedded prompt tokens (`embed_prompt`).
   """
 
   state_dim: int
@@ -100,7 +101,7 @@ class PromptDT(nn.Module):
     self.prompt_embed_state = nn.Dense(h)
     self.prompt_embed_action = nn.Dense(h)
     self.prompt_embed_timestep = nn.Embed(self.max_ep_len, h)
-    self.embed_ln = nn.LayerNorm()
+    self.embed_ln = nn.LayerNorm(epsilon=LAYER_NORM_EPSILON)
     self.embed_dropout = nn.Dropout(self.dropout_rate)
     self.blocks = [
         CausalTransformerBlock(
@@ -112,7 +113,7 @@ class PromptDT(nn.Module):
             adapter_dim=self.adapter_dim,
         ) for _ in range(self.num_layers)
     ]
-    self.final_ln = nn.LayerNorm()
+    self.final_ln = nn.LayerNorm(epsilon=LAYER_NORM_EPSILON)
     self.predict_action = nn.Dense(self.act_dim)
 
   def _check_segments(self, segments: Segments, what: str):
@@ -145,17 +146,33 @@ class PromptDT(nn.Module):
     The result is what `__call__` accepts as `prompt_embeddings`, e.g. to
     initialise a soft prompt from a real one.
 
+    When the parameters hold a `soft_prompt` `delta` [3 Kp, H] (a tuned
+    offset, see the class docstring), token `j` of every prompt is
+    `e_j + delta_j`: the learned continuous prompt, initialised at
+    `delta = 0` from the embedded trajectory prompt `e`.
+
     Args:
       prompt: [Bp, Kp] prompt steps.
 
     Returns:
       embeddings: [Bp, 3 Kp, H], zero on padded tokens.
       mask: [Bp, 3 Kp] float32, 1 on real tokens.
+
+    Raises:
+      ValueError: if a `soft_prompt` parameter's shape is not [3 Kp, H].
     """
     self._check_segments(prompt, "prompt")
     tokens, mask = self._embed_steps(
         prompt, self.prompt_embed_return, self.prompt_embed_state,
         self.prompt_embed_action, self.prompt_embed_timestep)
+    if self.has_variable("params", SOFT_PROMPT):
+      delta = self.get_variable("params", SOFT_PROMPT)  # [3Kp, H]
+      if delta.shape != tokens.shape[1:]:
+        raise ValueError(
+            f"params['{SOFT_PROMPT}'] must have shape [3 Kp, hidden_dim] = "
+            f"{tokens.shape[1:]} for a prompt of Kp={prompt.mask.shape[-1]} "
+            f"steps, got {delta.shape}")
+      tokens = tokens + delta
     tokens = jnp.where(mask[..., None] > 0, tokens, 0.0)  # [Bp, 3Kp, H]
     return tokens, mask.astype(jnp.float32)
 
@@ -235,10 +252,10 @@ def make_prompt_dt(
     state_dim: int | None = None,
     act_dim: int | None = None,
 ) -> PromptDT:
-  """Builds a `PromptDT` from a `get_config()`-style ConfigDict.
+  """Builds a `PromptDT` from an architecture config.
 
   Args:
-    config: model config (fields of `get_config()`).
+    config: model config (the fields of `experiments/configs/prompt_dt.py`).
     state_dim: observation size; overrides `config.state_dim` when given. If
       both are set they must agree.
     act_dim: action size, likewise.

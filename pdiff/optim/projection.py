@@ -4,7 +4,8 @@ Prompt Diffuser trains its diffusion model on two losses: the diffusion loss
 ``L_DM`` and a downstream guidance loss ``L_DT``. Where their gradients
 conflict, the guidance gradient is projected onto the orthogonal complement of
 the subspace spanned by recent diffusion-loss gradients before it is added.
-:func:`project_conflicting` is that combination as an optax transformation.
+:func:`project_conflicting` is that combination as an optax transformation;
+the linear algebra it is built from is in :mod:`pdiff.optim.subspace`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# Full float32 matmuls: TPUs and GPUs otherwise default to bfloat16 or tf32
-# passes, too coarse for the Gram matrix the projection is built from.
-_PRECISION = jax.lax.Precision.HIGHEST
-# One projection pass built from the Gram matrix leaves about
-# eps * sigma_max^2 / sigma_min^2 of the guidance in the span; below this ratio
-# of squared singular values a second pass is applied (eps = 1.2e-7 in float32).
-_REFINE_BELOW = 0.1
+from pdiff.optim.subspace import (
+    PRECISION,
+    compute_dtype,
+    memory_combine,
+    memory_dot,
+    projector_weights,
+)
+
 _GUIDANCE_HELP = (
     "pass the guidance gradient as `update(updates, state, params, "
     "guidance=g_dt)`, a pytree with the structure and leaf shapes of `updates`"
@@ -48,11 +50,6 @@ class ProjectConflictingState(NamedTuple):
   count: jax.Array  # [] int32
   memory: optax.Updates  # leaves [M, *leaf.shape]
   gram: jax.Array  # [L, M, M]
-
-
-def _compute_dtype(dtype: Any) -> jnp.dtype:
-  """float32, or the given dtype when it is wider (float64)."""
-  return jnp.promote_types(dtype, jnp.float32)
 
 
 def _concrete_float(value: Any, name: str) -> float | None:
@@ -135,92 +132,6 @@ def _check_guidance(
           f"expected [M, *{jnp.shape(g)}]; call init() with the parameters "
           f"being updated."
       )
-
-
-# The two helpers below read a memory leaf as it is after the current gradient
-# replaces row `slot`, from the memory before the write and the gradient
-# itself. Reading the written buffer instead lets XLA fuse the write into every
-# read, which is an order of magnitude slower on CPU.
-
-
-def _memory_dot(
-    memory: jax.Array, current: jax.Array, is_slot: jax.Array, vector: jax.Array
-) -> jax.Array:
-  """``[M]`` inner products of the updated memory rows with a leaf.
-
-  Args:
-    memory: ``[M, *s]`` memory leaf before the write.
-    current: ``[*s]`` gradient written to the slot.
-    is_slot: ``[M]`` bool, true at the slot written.
-    vector: ``[*s]`` leaf to dot with. Axes are contracted in place, never
-      flattened, which keeps sharded leaves sharded.
-
-  Returns:
-    ``[M]`` inner products.
-  """
-  current_dot = jnp.vdot(current, vector, precision=_PRECISION)
-  if memory.shape[0] == 1:  # the current gradient is the whole memory
-    return current_dot[None]
-  axes = (tuple(range(1, memory.ndim)), tuple(range(vector.ndim)))
-  rows = jnp.tensordot(memory, vector, axes=axes, precision=_PRECISION)  # [M]
-  return jnp.where(is_slot, current_dot, rows)
-
-
-def _memory_combine(
-    memory: jax.Array, current: jax.Array, is_slot: jax.Array, coeffs: jax.Array
-) -> jax.Array:
-  """``sum_i coeffs[i] * row_i`` over the updated memory rows; ``[*s]``."""
-  coeffs = coeffs.astype(memory.dtype)  # [M]
-  if memory.shape[0] == 1:  # the current gradient is the whole memory
-    return coeffs[0] * current.astype(memory.dtype)
-  old = jnp.where(is_slot, 0.0, coeffs).reshape((-1,) + (1,) * (memory.ndim - 1))
-  new = jnp.sum(jnp.where(is_slot, coeffs, 0.0))
-  return jnp.sum(old * memory, axis=0) + new * current.astype(memory.dtype)
-
-
-def _projector_weights(
-    gram: jax.Array, filled: jax.Array, rtol: Any
-) -> tuple[jax.Array, jax.Array]:
-  """Weights ``W`` such that ``B B^T v = A^T W A v`` for the memory ``A``.
-
-  ``B`` is an orthonormal basis of the dominant span of the memory rows, each
-  scaled to unit norm: with ``A_hat = S A = U Sigma V^T`` (``S`` the diagonal
-  of inverse row norms) the kept columns of ``V`` are those with
-  ``sigma_j > rtol * sigma_max``, and
-  ``B B^T = A^T S U_k Sigma_k^-2 U_k^T S A``. ``U`` and ``Sigma^2`` are the
-  eigenvectors and eigenvalues of the normalised Gram matrix
-  ``A_hat A_hat^T``, so only inner products of the memory are needed.
-
-  Args:
-    gram: ``[..., M, M]`` Gram matrices ``A A^T`` of the memory.
-    filled: ``[M]`` bool, slots of the ring buffer written so far.
-    rtol: relative singular value below which a direction is dropped.
-
-  Returns:
-    ``[..., M, M]`` symmetric weights, whose rows and columns of zero or
-    unwritten memory rows are zero and whose entries are all finite, and a
-    bool scalar: whether a kept direction's squared singular value is below
-    ``_REFINE_BELOW`` times the largest, where one projection pass loses
-    accuracy.
-  """
-  dtype = gram.dtype
-  sq_norms = jnp.diagonal(gram, axis1=-2, axis2=-1)  # [..., M]
-  valid = filled & (sq_norms > jnp.finfo(dtype).tiny)
-  inv_norms = jnp.where(valid, jax.lax.rsqrt(jnp.where(valid, sq_norms, 1.0)), 0.0)
-  normalised = gram * inv_norms[..., :, None] * inv_norms[..., None, :]
-  eigvals, eigvecs = jnp.linalg.eigh(normalised)  # [..., M], [..., M, M]
-  # With at least one valid row the largest eigenvalue is >= 1 (a unit
-  # diagonal entry); the floor at eps keeps 1 / eigval finite.
-  largest = jnp.maximum(eigvals[..., -1:], 1.0)
-  floor = jnp.maximum(jnp.asarray(rtol, dtype) ** 2, jnp.finfo(dtype).eps)
-  keep = eigvals > floor * largest
-  inv_eigvals = jnp.where(keep, 1.0 / jnp.where(keep, eigvals, 1.0), 0.0)
-  scaled = eigvecs * inv_norms[..., :, None]  # [..., M, M] = S U
-  weights = jnp.einsum(
-      "...ik,...k,...jk->...ij", scaled, inv_eigvals, scaled, precision=_PRECISION
-  )
-  ill_conditioned = jnp.any(keep & (eigvals < _REFINE_BELOW * largest))
-  return weights, ill_conditioned
 
 
 def project_conflicting(
@@ -329,7 +240,7 @@ def project_conflicting(
     memory_size = int(bases)
     memory = jax.tree.map(
         lambda p: jnp.broadcast_to(
-            jnp.zeros_like(p, dtype=_compute_dtype(p.dtype)),
+            jnp.zeros_like(p, dtype=compute_dtype(p.dtype)),
             (memory_size, *jnp.shape(p)),
         ),
         params,
@@ -362,7 +273,7 @@ def project_conflicting(
           f"memory of {memory_size} gradients; call init() again."
       )
     dtype = state.gram.dtype
-    primary = [g.astype(_compute_dtype(g.dtype)) for g in leaves]
+    primary = [g.astype(compute_dtype(g.dtype)) for g in leaves]
     guide = [
         d.astype(g.dtype)
         for d, g in zip(jax.tree.leaves(guidance), primary, strict=True)
@@ -375,7 +286,7 @@ def project_conflicting(
     filled = jnp.arange(memory_size) < jnp.minimum(state.count + 1, memory_size)
     old_memory = jax.tree.leaves(state.memory)
     new_rows = jnp.stack([
-        _memory_dot(m, g, is_slot, g).astype(dtype)
+        memory_dot(m, g, is_slot, g).astype(dtype)
         for m, g in zip(old_memory, primary, strict=True)
     ])  # [L, M]
     gram = state.gram.at[:, slot, :].set(new_rows).at[:, :, slot].set(new_rows)
@@ -385,23 +296,23 @@ def project_conflicting(
     group_sum = (lambda x: x) if per_leaf else (lambda x: jnp.sum(x, 0, keepdims=True))
     group = (lambda i: i) if per_leaf else (lambda i: 0)
     dots = group_sum(jnp.stack([
-        jnp.vdot(g, d, precision=_PRECISION).astype(dtype)
+        jnp.vdot(g, d, precision=PRECISION).astype(dtype)
         for g, d in zip(primary, guide, strict=True)
     ]))  # [G], the primary gradient dotted with the guidance
-    weights, ill_conditioned = _projector_weights(
+    weights, ill_conditioned = projector_weights(
         group_sum(gram), filled, rtol
     )  # [G, M, M], []
 
     def remove_span(vectors: list[jax.Array]) -> list[jax.Array]:
       """``v - B B^T v`` for every leaf ``v``, as ``v - A^T W A v``."""
       coeffs = group_sum(jnp.stack([
-          _memory_dot(m, g, is_slot, v).astype(dtype)
+          memory_dot(m, g, is_slot, v).astype(dtype)
           for m, g, v in zip(old_memory, primary, vectors, strict=True)
       ]))  # [G, M]
-      coeffs = jnp.einsum("gij,gj->gi", weights, coeffs, precision=_PRECISION)
+      coeffs = jnp.einsum("gij,gj->gi", weights, coeffs, precision=PRECISION)
       projected = []
       for i, (m, g, v) in enumerate(zip(old_memory, primary, vectors, strict=True)):
-        in_span = _memory_combine(m, g, is_slot, coeffs[group(i)])
+        in_span = memory_combine(m, g, is_slot, coeffs[group(i)])
         projected.append(v - in_span.astype(v.dtype))
       return projected
 

@@ -7,7 +7,6 @@ from pdiff.training.prompt_dt_step import (
     eval_step,
     make_learning_rate_schedule,
     make_optimizer,
-    masked_action_mse,
     train_step,
 )
 from pdiff.training.train_state import TrainState, create_train_state
@@ -20,7 +19,6 @@ __all__ = [
     "load_pretrained",
     "make_learning_rate_schedule",
     "make_optimizer",
-    "masked_action_mse",
     "train",
     "train_step",
 ]

@@ -68,7 +68,13 @@ def restore_latest_train_state(
   if step is None:
     return None
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  try:
+    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many)
+    raise ValueError(
+        f"{manager.directory}/{step}: cannot restore the checkpoint, damaged "
+        f"or of another model ({type(e).__name__}: {str(e)[:300]}); delete "
+        "that step's directory to resume from an earlier one.") from e
   if int(state.step) != step:
     raise ValueError(f"checkpoint {step} in {manager.directory} holds a "
                      f"train state at step {int(state.step)}")
@@ -80,6 +86,32 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+# Training fields that may change between a run and its resumption.
+_RESUMABLE_FIELDS = ("max_to_keep",)
+
+
+def check_config_unchanged(workdir: str,
+                           config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError when ``{workdir}`` holds checkpoints of a run whose
+  ``config.json`` differs from ``config`` (model, optimiser or seed), naming
+  each changed field; nothing is written."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  checkpoints = os.path.join(workdir, CHECKPOINT_SUBDIR)
+  if not (os.path.exists(path) and os.path.isdir(checkpoints)
+          and os.listdir(checkpoints)):
+    return
+  old = json.loads(read_config(workdir).to_json_best_effort())
+  new = json.loads(config.to_json_best_effort())
+  changes = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+             for k in sorted(set(old) | set(new))
+             if k not in _RESUMABLE_FIELDS and old.get(k) != new.get(k)]
+  if changes:
+    raise ValueError(
+        f"{workdir} holds checkpoints of a training run with another config "
+        f"({'; '.join(changes)}); delete {workdir} to train anew or use "
+        "another directory.")
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -128,12 +160,18 @@ def load_pretrained(
     if step is None or step not in manager.all_steps():
       raise ValueError(f"no checkpoint {'(any)' if step is None else step} in "
                        f"{directory}; found {list(manager.all_steps())}")
-    # The saved arrays' shapes and dtypes, placed with `sharding`.
-    metadata = dict(manager.item_metadata(step).tree)
-    abstract = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-        metadata)
-    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    try:
+      # The saved arrays' shapes and dtypes, placed with `sharding`.
+      metadata = dict(manager.item_metadata(step).tree)
+      abstract = jax.tree.map(
+          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+          metadata)
+      restored = manager.restore(step,
+                                 args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # noqa: BLE001  (orbax and tensorstore raise many)
+      raise ValueError(
+          f"{directory}/{step}: cannot restore the checkpoint, damaged "
+          f"({type(e).__name__}: {str(e)[:300]}).") from e
   finally:
     manager.close()
   return model, restored["params"]

@@ -20,7 +20,6 @@ from absl import logging
 from jax.sharding import Mesh
 
 from pdiff import parallel
-from pdiff.data.types import Segments
 from pdiff.models.prompt_dt import make_prompt_dt
 from pdiff.training import checkpointing
 from pdiff.training.prompt_dt_step import (
@@ -33,6 +32,7 @@ from pdiff.training.train_state import (
     count_params,
     create_train_state,
 )
+from pdiff.types import Segments
 
 Batch = tuple[Segments, Segments]
 SampleBatchFn = Callable[[jax.Array], Batch]
@@ -94,8 +94,9 @@ def train(
   """Trains Prompt-DT by masked action MSE, resuming from the latest checkpoint.
 
   Args:
-    config: training config (`pdiff.training.config.get_config()`); the
-      model's `state_dim`/`act_dim` may be 0 (taken from `init_batch`).
+    config: training config (`get_train_config()` of
+      `experiments/configs/pretrain.py`); the model's `state_dim`/`act_dim`
+      may be 0 (taken from `init_batch`).
     sample_batch: `key -> (segments [b, K], prompts [b or 1, Kp])`, this
       process's share b of the global batch (all of it in a single process).
       Wrap it in `jax.jit` when it is pure JAX.
@@ -131,6 +132,9 @@ def train(
   tx = make_optimizer(config)
   schedule = make_learning_rate_schedule(config)
   is_chief = jax.process_index() == 0
+  # A run resumed with another model or optimiser would not fit (or would
+  # silently mix) the checkpoints: refuse before writing anything.
+  checkpointing.check_config_unchanged(workdir, config)
   if is_chief:
     checkpointing.write_config(workdir, config)
 

@@ -3,7 +3,8 @@
 Glue between the datasets (``{dataset_root}/{family}/{quality}/``), the
 multi-task batch sampler and the training loop. What evaluation and prompt
 tuning need besides the parameters (state statistics, return scale, context
-and prompt lengths) is written to ``{workdir}/policy.json`` and read back by
+and prompt lengths, where the prompt windows sat in their trajectories) is
+written to ``{workdir}/policy.json`` and read back by
 :func:`load_pretrained_policy`.
 """
 
@@ -12,35 +13,28 @@ from __future__ import annotations
 import json
 import os
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pdiff.data import samplers, storage
+from pdiff import serialization
+from pdiff.data import samplers
+from pdiff.data.loading import load_task_trajectories, pooled
 from pdiff.data.normalization import state_statistics
-from pdiff.data.types import Segments, Trajectories
+from pdiff.data.prompts import PROMPT_POSITIONS
+from pdiff.models.policy import PretrainedPolicy
 from pdiff.models.prompt_dt import make_prompt_dt
 from pdiff.training import checkpointing, loop
-from pdiff.tuning.base import PretrainedPolicy
+from pdiff.types import Segments, Trajectories
 
 POLICY_FILE = "policy.json"
 PARAMS_FILE = "params.msgpack"
-
-
-def load_task_trajectories(family, dataset_root: str, quality: str,
-                           task_indices) -> dict[int, Trajectories]:
-  """Loads (and validates) one quality's datasets of ``task_indices``."""
-  datasets = storage.load_family_datasets(dataset_root, family.name, quality,
-                                          list(task_indices))
-  return {i: d.trajectories for i, d in datasets.items()}
-
-
-def pooled(trajs: list[Trajectories]) -> Trajectories:
-  """Concatenates the trajectories of several tasks into one stack."""
-  stacked = samplers.stack_tasks(trajs)  # [M, N, T, ...]
-  return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), stacked)
+# Where pre-training takes each prompt window in its trajectory: Prompt-DT's
+# protocol, the last K* steps before the final one. Recorded in policy.json
+# as ``prompt_position`` (files written before the field existed read back
+# as this value).
+PROMPT_POSITION = "last"
 
 
 def make_multitask_sampler(trajs_by_task: Trajectories, config, family,
@@ -54,7 +48,8 @@ def make_multitask_sampler(trajs_by_task: Trajectories, config, family,
         key, trajs_by_task, config.batch_per_task, config.context_len,
         config.prompt_len, config.prompt_episodes,
         return_scale=family.return_scale, state_mean=state_mean,
-        state_std=state_std, max_ep_len=config.train.model.max_ep_len)
+        state_std=state_std, max_ep_len=config.train.model.max_ep_len,
+        prompt_position=PROMPT_POSITION)
 
   return sample_batch
 
@@ -99,6 +94,7 @@ def _write_policy_info(workdir, config, family, mean, std):
               context_len=int(config.context_len),
               prompt_len=int(config.prompt_len),
               prompt_episodes=int(config.prompt_episodes),
+              prompt_position=PROMPT_POSITION,
               state_mean=np.asarray(mean).tolist(),
               state_std=np.asarray(std).tolist())
   path = os.path.join(workdir, POLICY_FILE)
@@ -109,6 +105,8 @@ def _write_policy_info(workdir, config, family, mean, std):
 
 
 def read_policy_info(workdir: str) -> dict:
+  """``{workdir}/policy.json`` as a dict; ``prompt_position`` defaults to
+  ``"last"`` (files written before it was recorded)."""
   path = os.path.join(workdir, POLICY_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(
@@ -121,6 +119,10 @@ def read_policy_info(workdir: str) -> dict:
   missing = [k for k in required if k not in info]
   if missing:
     raise ValueError(f"{path}: missing fields {missing}.")
+  info.setdefault("prompt_position", "last")
+  if info["prompt_position"] not in PROMPT_POSITIONS:
+    raise ValueError(f"{path}: prompt_position is {info['prompt_position']!r},"
+                     f" expected one of {PROMPT_POSITIONS}.")
   return info
 
 
@@ -136,10 +138,7 @@ def export_pretrained(workdir: str, out_dir: str, *,
       text = src.read()
     with open(os.path.join(out_dir, name), "w") as dst:
       dst.write(text)
-  tmp = os.path.join(out_dir, PARAMS_FILE + ".tmp")
-  with open(tmp, "wb") as f:
-    f.write(flax.serialization.to_bytes(jax.device_get(params)))
-  os.replace(tmp, os.path.join(out_dir, PARAMS_FILE))
+  serialization.save_params(os.path.join(out_dir, PARAMS_FILE), params)
 
 
 def _load_exported_params(workdir: str, model):
@@ -151,14 +150,9 @@ def _load_exported_params(workdir: str, model):
                  jnp.zeros((1, k), jnp.int32), jnp.ones((1, k)))
   template = jax.eval_shape(
       lambda: model.init(jax.random.key(0), seg, seg)["params"])
-  template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), template)
-  path = os.path.join(workdir, PARAMS_FILE)
-  with open(path, "rb") as f:
-    try:
-      return flax.serialization.from_bytes(template, f.read())
-    except Exception as e:  # noqa: BLE001
-      raise ValueError(f"{path}: cannot restore Prompt-DT parameters for the "
-                       f"model in config.json ({type(e).__name__}: {e}).") from e
+  return serialization.load_params(
+      os.path.join(workdir, PARAMS_FILE), template,
+      what="Prompt-DT parameters (for the model in config.json)")
 
 
 def load_pretrained_policy(workdir: str, *, step: int | None = None,
@@ -178,4 +172,5 @@ def load_pretrained_policy(workdir: str, *, step: int | None = None,
       state_mean=jnp.asarray(info["state_mean"], jnp.float32),
       state_std=jnp.asarray(info["state_std"], jnp.float32),
       return_scale=info["return_scale"], max_ep_len=info["max_ep_len"],
-      context_len=info["context_len"], prompt_len=info["prompt_len"])
+      context_len=info["context_len"], prompt_len=info["prompt_len"],
+      prompt_position=info["prompt_position"])

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from pdiff.data.types import Segments
+from pdiff.models.policy import masked_action_mse
 from pdiff.training.train_state import TrainState
+from pdiff.types import Segments
 
 Batch = tuple[Segments, Segments]  # (segments [B, K], prompts [B or 1, Kp])
 
@@ -88,23 +89,6 @@ def make_optimizer(
   _check_hyperparameters(config)
   return _optimizer(float(config.learning_rate), int(config.warmup_steps),
                     float(config.weight_decay), float(config.grad_clip_norm))
-
-
-def masked_action_mse(
-    predicted: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean squared error over real steps and action dimensions.
-
-  Args:
-    predicted: [B, K, da] predicted actions.
-    target: [B, K, da] dataset actions.
-    mask: [B, K], 1 on real steps.
-
-  Returns:
-    Scalar loss; 0 when no step is real.
-  """
-  squared = jnp.sum((predicted - target) ** 2, axis=-1)  # [B, K]
-  num_values = jnp.sum(mask) * target.shape[-1]
-  return jnp.sum(squared * mask) / jnp.maximum(num_values, 1.0)
 
 
 def action_loss(

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from pdiff.data.types import Segments
+from pdiff.types import Segments
 
 # `step`, `params`, `opt_state` (pytree fields) and `apply_fn`, `tx` (static).
 # Random keys are not stored: every step's key is derived from (seed, step).

@@ -11,13 +11,39 @@ Three stages (Hu et al., 2024):
    combined as ``config.mode`` says: ``"dm_only"`` (no guidance), ``"sum"``
    (``g_DM + lambda g_DT``) or ``"projection"`` (eq. 8-9, through
    :func:`pdiff.optim.project_conflicting`). The whole loop is one
-   ``lax.scan``, so it ``vmap``s over test tasks and seeds.
-3. :func:`generate_prompt` samples the prompt for the task, conditioned on
-   the returns-to-go and timesteps of its best few-shot trajectory.
+   ``lax.scan``, so it ``vmap``s over test tasks and seeds. The PLM stays
+   frozen: only the denoiser's parameters are updated.
+3. :func:`generate_prompt` samples the task's prompt, conditioned on the
+   returns-to-go and timesteps of one few-shot window.
 
 A prompt window is ``x0 = [s; a; r]`` ``[B, K*, ds + da + 1]`` (states in the
 PLM's normalisation, then every feature standardised with statistics of the
 training windows) and its condition ``y = [R; t / max_ep_len]`` ``[B, K*, 2]``.
+
+**Few-shot data.** Every stage takes the task's ``N`` few-shot trajectories
+``[N, T, ...]``, those every other method gets. With ``num_candidates`` =
+``G = 1`` (the paper) they all fine-tune the model and the one generated
+prompt is the result. With ``G > 1`` the last ``h = selection_holdout`` of
+them are held out (:func:`split_few_shot`, ``1 <= h < N``): fine-tuning
+(``L_DM`` and ``L_DT``) sees the first ``N - h`` only, and of ``G`` prompts
+sampled with one condition the one kept minimises ``L_DT`` on segments of the
+``h`` held-out trajectories, never on data the model was fine-tuned on.
+
+**Condition.** ``y`` comes from the window at ``condition_position`` of one
+few-shot trajectory drawn uniformly with the tuning key
+(:func:`condition_window`), the rule by which
+:meth:`pdiff.models.policy.PretrainedPolicy.few_shot_prompt` draws the
+few-shot baseline's prompt: the method is handed neither more few-shot
+information than the baseline nor its best trajectory.
+
+**Prompt positions.** The PLM was pre-trained on prompt windows at one
+position of their trajectories (``PretrainedPolicy.prompt_position``; the
+last ``K*`` steps in Prompt-DT's pre-training), so the embeddings of prompt
+timesteps found elsewhere were never trained. The windows the denoiser learns
+from (``train_position``), those whose condition generates ``L_DT``'s prompts
+(``guidance_position``) and the one conditioning the final prompt
+(``condition_position``) sit there too: :func:`check_positions` refuses any
+other value, unless ``allow_unread_positions`` (for diagnostics only).
 """
 
 from __future__ import annotations
@@ -29,61 +55,33 @@ import ml_collections
 import optax
 
 from pdiff import diffusion
-from pdiff.data import samplers
-from pdiff.data.types import Segments, Trajectories
+from pdiff.data.prompts import PROMPT_POSITIONS
 from pdiff.diffusion.schedules import SCHEDULE_KINDS
 from pdiff.models.denoiser import PromptDenoiser
+from pdiff.models.policy import PretrainedPolicy, masked_action_mse
 from pdiff.optim import project_conflicting
-from pdiff.tuning.base import PretrainedPolicy, TunedPolicy, masked_action_mse
+from pdiff.types import Segments, Trajectories
 
 MODES = ("dm_only", "sum", "projection")
 GUIDANCE_PATHS = ("chain", "one_step")
 SAMPLERS = ("ddpm", "ddim")
-
-
-def get_config() -> ml_collections.ConfigDict:
-  """Prompt Diffuser's defaults (DESIGN.md, section 2)."""
-  c = ml_collections.ConfigDict()
-  c.mode = "projection"  # gradient combination: dm_only | sum | projection
-  c.guidance_scale = 1.0  # lambda, weight of the guidance gradient g_DT
-  c.num_bases = 4  # M, past g_DM spanning the projected-out subspace
-  c.per_leaf = False  # conflict test and projection per leaf, not global
-  c.schedule = "cosine"  # noise schedule: cosine | linear
-  c.num_diffusion_steps = 20  # N, DDPM steps
-  c.sampler = "ddpm"  # prompt sampler at generation: ddpm | ddim
-  c.ddim_steps = 5  # denoiser calls of the DDIM sampler
-  # Prompts sampled at generation; the one with the lowest L_DT on few-shot
-  # segments is kept (1 = a single sample, no selection).
-  c.num_candidates = 8
-  c.selection_batch = 256  # few-shot segments scoring each candidate
-  c.guidance_path = "chain"  # x0 for L_DT: full reverse chain | one_step
-  c.clip_denoised = 5.0  # clip standardised x0 estimates to +-this (0 = off)
-  c.hidden_sizes = (256, 256, 256)  # denoiser MLP widths
-  c.time_embed_dim = 16  # sinusoidal step-embedding size
-  c.cond_embed_dim = 32  # condition embedding size
-  c.train_position = "random"  # where training windows sit in trajectories
-  c.condition_position = "last"  # window whose y conditions the final prompt
-  # Window position of the conditions of the prompts generated for L_DT;
-  # "last" guides the prompts that generation will actually produce.
-  c.guidance_position = "last"
-  c.pretrain_steps = 5000  # stage 1 steps on the training tasks
-  c.pretrain_batch = 256  # stage 1 windows per step
-  c.pretrain_lr = 1e-3  # stage 1 Adam learning rate
-  c.finetune_steps = 300  # stage 2 steps per test task
-  c.finetune_batch = 64  # stage 2 windows per step for L_DM
-  c.guidance_batch = 16  # stage 2 generated prompts / PLM segments for L_DT
-  c.finetune_lr = 3e-4  # stage 2 Adam learning rate
-  return c
+# Config fields placing prompt windows in trajectories; each must equal the
+# PLM's prompt position (:func:`check_positions`).
+POSITION_FIELDS = ("train_position", "guidance_position", "condition_position")
 
 
 def check_config(c: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first bad field."""
+  """Raises ValueError naming the first bad field.
+
+  What needs the PLM or the few-shot data is checked by
+  :func:`check_positions` and :func:`check_num_shots`.
+  """
   for field, allowed in (("mode", MODES), ("guidance_path", GUIDANCE_PATHS),
                          ("sampler", SAMPLERS),
                          ("schedule", SCHEDULE_KINDS),
-                         ("train_position", samplers.PROMPT_POSITIONS),
-                         ("condition_position", samplers.PROMPT_POSITIONS),
-                         ("guidance_position", samplers.PROMPT_POSITIONS)):
+                         ("train_position", PROMPT_POSITIONS),
+                         ("condition_position", PROMPT_POSITIONS),
+                         ("guidance_position", PROMPT_POSITIONS)):
     if c[field] not in allowed:
       raise ValueError(f"prompt_diffuser config: {field} must be one of "
                        f"{allowed}, got {c[field]!r}.")
@@ -104,6 +102,96 @@ def check_config(c: ml_collections.ConfigDict) -> None:
   if c.ddim_steps > c.num_diffusion_steps:
     raise ValueError(f"prompt_diffuser config: ddim_steps ({c.ddim_steps}) "
                      f"must be <= num_diffusion_steps ({c.num_diffusion_steps}).")
+  if c.num_candidates > 1 and int(c.selection_holdout) < 1:
+    raise ValueError(f"prompt_diffuser config: selection_holdout must be >= 1 "
+                     f"when num_candidates > 1 (candidates are scored on "
+                     f"held-out few-shot trajectories), got "
+                     f"{c.selection_holdout}.")
+  if not isinstance(c.allow_unread_positions, bool):
+    raise ValueError(f"prompt_diffuser config: allow_unread_positions must be "
+                     f"a bool, got {c.allow_unread_positions!r}.")
+
+
+def check_positions(c: ml_collections.ConfigDict,
+                    plm_prompt_position: str) -> None:
+  """Refuses prompt windows placed where the PLM never saw prompts.
+
+  Each of ``train_position``, ``guidance_position`` and
+  ``condition_position`` must equal ``plm_prompt_position``, the position of
+  the PLM's pre-training prompts (``PretrainedPolicy.prompt_position``, read
+  from policy.json; ``"last"`` for Prompt-DT's pre-training). Cheap and
+  independent of any data: call it when validating a config, before anything
+  is trained.
+
+  Raises:
+    ValueError: naming the first field that differs, its value and the PLM's
+      prompt position; none when ``c.allow_unread_positions`` (diagnostics
+      only), or if ``plm_prompt_position`` is not a known position.
+  """
+  if plm_prompt_position not in PROMPT_POSITIONS:
+    raise ValueError(f"check_positions: the PLM's prompt position is "
+                     f"{plm_prompt_position!r}, expected one of "
+                     f"{PROMPT_POSITIONS}.")
+  if c.allow_unread_positions:
+    return
+  for field in POSITION_FIELDS:
+    if c[field] != plm_prompt_position:
+      raise ValueError(
+          f"prompt_diffuser config: {field} is {c[field]!r}, but the PLM was "
+          f"pre-trained on prompts at position {plm_prompt_position!r} "
+          f"(PretrainedPolicy.prompt_position) and was not trained to read "
+          f"prompt windows placed otherwise. Set {field} = "
+          f"{plm_prompt_position!r} (allow_unread_positions = True skips this "
+          f"check, for diagnostics only).")
+
+
+def check_num_shots(c: ml_collections.ConfigDict, num_shots: int) -> None:
+  """Checks ``selection_holdout`` against ``N = num_shots`` few-shot
+  trajectories per task: with ``num_candidates > 1`` it must hold
+  ``1 <= selection_holdout < N``, so that both fine-tuning and selection get
+  data. Call it where ``N`` is known (config validation: ``num_shots``; it
+  runs again, at trace time, on the few-shot arrays).
+
+  Raises:
+    ValueError: naming ``selection_holdout``, its value and ``N``.
+  """
+  h = int(c.selection_holdout)
+  if c.num_candidates > 1 and not 1 <= h < num_shots:
+    raise ValueError(
+        f"prompt_diffuser config: selection_holdout is {h}, but with "
+        f"num_candidates = {c.num_candidates} it must be >= 1 and < the "
+        f"number of few-shot trajectories per task ({num_shots}): the "
+        f"candidates are scored on {h} held-out trajectories and the other "
+        f"{max(num_shots - h, 0)} fine-tune the model.")
+
+
+def split_few_shot(few_shot: Trajectories, c: ml_collections.ConfigDict
+                   ) -> tuple[Trajectories, Trajectories | None]:
+  """The task's few-shot trajectories split into fine-tuning and selection.
+
+  Args:
+    few_shot: ``[N, T, ...]``, in an order unrelated to their quality (the
+      pipeline draws a random subset of a task's dataset), so that a split
+      by index is a random split. The held-out part must hold a non-empty
+      trajectory (not only padding of length 0).
+    c: the config; ``num_candidates`` (G) and ``selection_holdout`` (h).
+
+  Returns:
+    ``(few_shot, None)`` when ``G = 1`` (no selection: every trajectory
+    fine-tunes); otherwise ``(first N - h [N - h, T, ...], last h
+    [h, T, ...])``: the first fine-tune (``L_DM``, ``L_DT``), the last score
+    the candidates.
+
+  Raises:
+    ValueError: from :func:`check_num_shots` (static shapes: at trace time).
+  """
+  if c.num_candidates == 1:
+    return few_shot, None
+  n = few_shot.lengths.shape[0]
+  check_num_shots(c, n)
+  keep = n - int(c.selection_holdout)
+  return (jax.tree.map(lambda x: x[:keep], few_shot),
+          jax.tree.map(lambda x: x[keep:], few_shot))
 
 
 @flax.struct.dataclass
@@ -152,9 +240,15 @@ class PromptDiffuser:
 def make_prompt_diffuser(plm: PretrainedPolicy, train_trajs: Trajectories,
                          config: ml_collections.ConfigDict, key: jax.Array
                          ) -> tuple[PromptDiffuser, dict]:
-  """Builds the model and initial parameters; x0 statistics from ``train_trajs``
-  (all training tasks' trajectories pooled, ``[N, T, ...]``)."""
+  """Builds the model and initial parameters; x0 statistics from windows at
+  ``config.train_position`` of ``train_trajs`` (all training tasks'
+  trajectories pooled, ``[N, T, ...]``).
+
+  Raises:
+    ValueError: from :func:`check_config` or :func:`check_positions`.
+  """
   check_config(config)
+  check_positions(config, plm.prompt_position)
   k_stats, k_init = jax.random.split(key)
 
   @jax.jit
@@ -199,6 +293,7 @@ def make_pretrain(model: PromptDiffuser, plm: PretrainedPolicy,
   """``pretrain(params, opt_state, trajs, key) -> (params, opt_state, losses)``
   runs ``num_steps`` Adam steps of ``L_DM`` in one jitted ``lax.scan``; call
   it in chunks for progress. ``optimizer`` is returned to build the state."""
+  check_positions(config, plm.prompt_position)
   optimizer = optax.adam(config.pretrain_lr)
 
   @jax.jit
@@ -220,8 +315,10 @@ def make_pretrain(model: PromptDiffuser, plm: PretrainedPolicy,
 
 def _dt_loss(model: PromptDiffuser, plm: PretrainedPolicy, params, few_shot,
              key, config):
-  """L_DT: the frozen PLM's action MSE on few-shot segments when prompted with
-  prompts generated from the condition of few-shot windows."""
+  """L_DT: the frozen PLM's action MSE on ``guidance_batch`` segments of
+  ``few_shot`` (the fine-tuning part), the i-th prompted with a prompt
+  generated from the condition ``y_i`` of a window at ``guidance_position``
+  of ``few_shot``. Differentiated in ``params`` only."""
   k_cond, k_gen, k_seg = jax.random.split(key, 3)
   b = config.guidance_batch
   windows = plm.sample_prompts(k_cond, few_shot, b,
@@ -237,7 +334,8 @@ def _dt_loss(model: PromptDiffuser, plm: PretrainedPolicy, params, few_shot,
                                   clip_denoised=config.clip_denoised or None)
   prompt = model.decode(x_gen, y, plm.state_mean.shape[0])
   segments = plm.sample_segments(k_seg, few_shot, b)
-  return masked_action_mse(plm.apply(plm.params, segments, prompt), segments)
+  return masked_action_mse(plm.apply(plm.params, segments, prompt),
+                           segments.actions, segments.mask)
 
 
 def make_finetune_optimizer(config) -> optax.GradientTransformationExtraArgs:
@@ -254,14 +352,23 @@ def make_finetune(model: PromptDiffuser, plm: PretrainedPolicy,
   """``finetune(params, few_shot, key) -> (params, metrics)``: stage 2, the
   whole loop one ``lax.scan`` (pure; ``vmap`` it over tasks or seeds).
 
+  ``few_shot`` ``[N, T, ...]`` is the task's whole few-shot data; with
+  ``num_candidates > 1`` its last ``selection_holdout`` trajectories are left
+  out (:func:`split_few_shot`), kept for :func:`generate_prompt`'s selection.
   ``metrics`` holds per-step ``dm_loss``, ``dt_loss`` and ``cosine`` (the
   cosine between g_DM and g_DT; NaN-free, 0 in ``dm_only`` mode).
+
+  Raises:
+    ValueError: from :func:`check_config` or :func:`check_positions` when
+      built; from :func:`check_num_shots` when traced.
   """
   check_config(config)
+  check_positions(config, plm.prompt_position)
   optimizer = make_finetune_optimizer(config)
   guided = config.mode != "dm_only"
 
   def finetune(params, few_shot: Trajectories, key):
+    few_shot, _ = split_few_shot(few_shot, config)
     opt_state = optimizer.init(params)
 
     def step(carry, k):
@@ -304,61 +411,78 @@ def _cosine(a, b) -> jax.Array:
 
 
 def condition_window(plm: PretrainedPolicy, few_shot: Trajectories,
-                     position: str) -> Segments:
-  """The window ``[1, K*]`` of the few-shot trajectory with the highest return
-  whose returns-to-go and timesteps condition the final prompt."""
-  returns = jnp.where(jnp.arange(few_shot.rewards.shape[1])[None]
-                      < few_shot.lengths[:, None], few_shot.rewards, 0).sum(1)
-  best = jnp.argmax(returns)
-  best_traj = jax.tree.map(lambda x: x[best][None], few_shot)
-  return plm.sample_prompts(jax.random.key(0), best_traj, 1, position=position)
+                     key: jax.Array, position: str) -> Segments:
+  """The window ``[1, K*, ...]`` whose returns-to-go and timesteps condition
+  the final prompt: at ``position`` of one trajectory of ``few_shot``
+  ``[N, T, ...]`` drawn uniformly with ``key``
+  (``plm.sample_prompts(key, few_shot, 1, position=position)``). With the
+  same key and position ``"last"`` it is exactly the few-shot baseline's
+  prompt (:meth:`PretrainedPolicy.few_shot_prompt`)."""
+  return plm.sample_prompts(key, few_shot, 1, position=position)
+
+
+def generate_candidates(model: PromptDiffuser, plm: PretrainedPolicy, params,
+                        window: Segments, key, config) -> Segments:
+  """``G = config.num_candidates`` prompts ``[G, K*, ...]`` sampled from
+  independent noise, all with the condition ``y`` of ``window`` ``[1, K*]``
+  (the condition's returns-to-go and timesteps are copied into them)."""
+  _, y = model.encode(window)
+  y = jnp.broadcast_to(y, (config.num_candidates,) + y.shape[1:])  # [G, K*, 2]
+  return model.decode(model.sample(params, y, key, config), y,
+                      plm.state_mean.shape[0])
+
+
+def selection_scores(plm: PretrainedPolicy, prompts: Segments,
+                     held_out: Trajectories, key, batch_size: int
+                     ) -> jax.Array:
+  """``L_DT`` of each candidate: scores ``[G]``.
+
+  ``score_g = MSE(PLM(segments | prompt_g), actions)`` over ``batch_size``
+  segments of ``held_out`` ``[h, T, ...]`` drawn once with ``key`` and shared
+  by every candidate (a paired comparison).
+  """
+  segments = plm.sample_segments(key, held_out, batch_size)
+
+  def loss(prompt):  # prompt [K*, ...], shared by every segment
+    return masked_action_mse(
+        plm.apply(plm.params, segments,
+                  jax.tree.map(lambda x: x[None], prompt)),
+        segments.actions, segments.mask)
+
+  return jax.lax.map(loss, prompts)
 
 
 def generate_prompt(model: PromptDiffuser, plm: PretrainedPolicy, params,
                     few_shot: Trajectories, key, config) -> Segments:
-  """Stage 3: one prompt ``[K*, ...]`` for the task of ``few_shot``.
+  """Stage 3: the prompt ``[K*, ...]`` for the task of ``few_shot``.
 
-  ``config.num_candidates`` prompts are sampled with the same condition and
-  the one whose ``L_DT`` on ``config.selection_batch`` few-shot segments is
-  lowest is returned (one candidate: the sample itself).
+  ``key`` splits into ``(k_cond, k_gen, k_sel)``. The condition comes from
+  :func:`condition_window` (``k_cond``, ``config.condition_position``) over
+  all ``N`` few-shot trajectories. With ``num_candidates = 1`` the result is
+  the single prompt sampled with ``k_gen``. With ``G > 1``, ``G`` candidates
+  are sampled with ``k_gen`` and the one of lowest
+  :func:`selection_scores` on ``selection_batch`` segments (``k_sel``) of the
+  held-out trajectories of :func:`split_few_shot` is returned.
   """
-  window = condition_window(plm, few_shot, config.condition_position)
-  _, y = model.encode(window)
-  g = config.num_candidates
-  k_gen, k_seg = jax.random.split(key)
-  y = jnp.broadcast_to(y, (g,) + y.shape[1:])  # [G, K*, 2]
-  prompts = model.decode(model.sample(params, y, k_gen, config), y,
-                         plm.state_mean.shape[0])  # [G, K*, ...]
-  if g > 1:
-    segments = plm.sample_segments(k_seg, few_shot, config.selection_batch)
-
-    def loss(prompt):  # prompt [K*, ...], shared by every segment
-      return masked_action_mse(
-          plm.apply(plm.params, segments,
-                    jax.tree.map(lambda x: x[None], prompt)), segments)
-
-    best = jnp.argmin(jax.lax.map(loss, prompts))
-  else:
+  check_positions(config, plm.prompt_position)
+  _, held_out = split_few_shot(few_shot, config)
+  k_cond, k_gen, k_sel = jax.random.split(key, 3)
+  window = condition_window(plm, few_shot, k_cond, config.condition_position)
+  prompts = generate_candidates(model, plm, params, window, k_gen, config)
+  if held_out is None:
     best = 0
+  else:
+    best = jnp.argmin(selection_scores(plm, prompts, held_out, k_sel,
+                                       config.selection_batch))
   return jax.tree.map(lambda x: x[best], prompts)
-
-
-def prompt_diffuser(plm: PretrainedPolicy, few_shot: Trajectories,
-                    config: ml_collections.ConfigDict, key: jax.Array, *,
-                    model: PromptDiffuser, pretrained_params) -> TunedPolicy:
-  """The tuning-method interface: fine-tune from ``pretrained_params``, then
-  generate. Bind ``model`` and ``pretrained_params`` with functools.partial."""
-  k_ft, k_gen = jax.random.split(key)
-  params, _ = make_finetune(model, plm, config)(pretrained_params, few_shot,
-                                                 k_ft)
-  prompt = generate_prompt(model, plm, params, few_shot, k_gen, config)
-  return TunedPolicy(params=plm.params, prompt=prompt)
 
 
 def make_tune_tasks(model: PromptDiffuser, plm: PretrainedPolicy, config):
   """``tune(pretrained_params, few_shot [M, N, T, ...], keys [M]) ->
   (prompts [M, K*, ...], metrics [M, steps])``: stages 2-3 for many tasks
-  (or seeds) at once, one jit, ``vmap`` over the leading axis."""
+  (or seeds) at once, one jit, ``vmap`` over the leading axis. Each task's
+  key splits into ``(k_ft, k_gen)`` for :func:`make_finetune`'s loop and
+  :func:`generate_prompt`, both given the task's whole few-shot data."""
   finetune = make_finetune(model, plm, config)
 
   def one(params, few_shot, key):

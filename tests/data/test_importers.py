@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pdiff.data import importers, storage
+from pdiff.data import importers, loading, storage
 
 STATE_DIM, ACTION_DIM = 4, 2
 
@@ -82,7 +82,7 @@ def test_prompt_dt_dir_round_trip(tmp_path):
       src, tmp_path / "out", family="cheetah_vel", env_prefix="cheetah_vel",
       task_params={0: [0.075], 2: [0.225]})
   assert sorted(written) == [0, 2]
-  loaded = storage.load_family_datasets(tmp_path / "out", "cheetah_vel",
+  loaded = loading.load_family_datasets(tmp_path / "out", "cheetah_vel",
                                         "expert", [0, 2])
   for idx, name in ((0, "cheetah_vel-0-expert.pkl"),
                     (2, "cheetah_vel-2-expert.pkl")):

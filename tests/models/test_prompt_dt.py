@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff.data.types import Segments
-from pdiff.models import PromptDT, get_prompt_dt_config, make_prompt_dt
+from experiments.configs import prompt_dt as prompt_dt_configs
+from pdiff.models import PromptDT, make_prompt_dt
+from pdiff.types import Segments
 
 STATE_DIM, ACT_DIM, HIDDEN = 3, 2, 16
 STEPS, PROMPT_STEPS, BATCH = 4, 3, 2
@@ -192,7 +193,7 @@ def test_dropout_uses_dropout_rng(setup):
 
 
 def test_make_prompt_dt_from_config():
-  config = get_prompt_dt_config()
+  config = prompt_dt_configs.get_config()
   model = make_prompt_dt(config, state_dim=17, act_dim=6)
   assert (model.state_dim, model.act_dim) == (17, 6)
   assert (model.hidden_dim, model.num_layers, model.num_heads,
@@ -209,7 +210,7 @@ def test_make_prompt_dt_from_config():
     ("state_dim", 5, "state_dim=5 does not match"),
 ])
 def test_make_prompt_dt_rejects_bad_config(field, value, match):
-  config = get_prompt_dt_config()
+  config = prompt_dt_configs.get_config()
   config[field] = value
   with pytest.raises(ValueError, match=match):
     make_prompt_dt(config, state_dim=17, act_dim=6)
@@ -217,4 +218,28 @@ def test_make_prompt_dt_rejects_bad_config(field, value, match):
 
 def test_make_prompt_dt_needs_dims():
   with pytest.raises(ValueError, match="state_dim must be positive"):
-    make_prompt_dt(get_prompt_dt_config())
+    make_prompt_dt(prompt_dt_configs.get_config())
+
+
+def test_layer_norms_use_gpt2_epsilon(setup):
+  """Every LayerNorm of the model (embedding, blocks, final) uses 1e-5."""
+  model, params, segments, prompt = setup
+  seen = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, flax.linen.LayerNorm):
+      seen.append(context.module.epsilon)
+    return next_fun(*args, **kwargs)
+
+  with flax.linen.intercept_methods(record):
+    model.apply(params, segments, prompt)
+  # embed_ln, final_ln and two per block.
+  assert seen == [1e-5] * (2 + 2 * model.num_layers)
+
+
+def test_layer_norm_matches_the_1e_5_formula(setup):
+  """On an input of variance 1e-6 the epsilon dominates the normalisation."""
+  model, params, _, _ = setup
+  x = jnp.tile(jnp.array([1e-3, -1e-3]), HIDDEN // 2)[None]  # mean 0, var 1e-6
+  out = model.apply(params, x, method=lambda m, x: m.final_ln(x))
+  np.testing.assert_allclose(out, x / np.sqrt(1e-6 + 1e-5), rtol=1e-4)

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from pdiff.data.types import Segments
-from pdiff.training.config import get_config
+from experiments.configs import pretrain as pretrain_configs
+from pdiff.types import Segments
 
 STATE_DIM, ACT_DIM, STEPS, PROMPT_STEPS = 3, 2, 4, 2
 BEHAVIOUR = jnp.array([[1.5, -1.0], [0.5, 2.0], [-1.0, 0.5]])  # [ds, da]
@@ -44,7 +44,7 @@ def synthetic_batch(key, batch: int) -> tuple[Segments, Segments]:
 
 def tiny_config(learning_rate=1e-3, warmup_steps=0) -> ml_collections.ConfigDict:
   """The training config with a tiny model and no dropout warm-up."""
-  config = get_config()
+  config = pretrain_configs.get_train_config()
   config.model.hidden_dim = 16
   config.model.num_layers = 1
   config.model.num_heads = 1

@@ -87,3 +87,34 @@ def test_place_batch_shards_segments_and_replicates_a_shared_prompt():
   assert placed_prompt.states.sharding.is_fully_replicated
   _, placed_prompts = place_batch((segments, prompts), mesh)
   assert not placed_prompts.states.sharding.is_fully_replicated
+
+
+def test_changed_model_is_refused_before_anything_is_written(run, tmp_path):
+  run(tmp_path / "run", 2)
+  config_path = tmp_path / "run" / "config.json"
+  before = config_path.read_text()
+  config = tiny_config()
+  config.model.hidden_dim = 2 * config.model.hidden_dim
+  sample = functools.partial(synthetic_batch, batch=BATCH)
+  with pytest.raises(ValueError, match=r"model.*hidden_dim.*delete"):
+    train(config, sample, sample(jax.random.key(0)), str(tmp_path / "run"),
+          num_steps=4, log_every=2, ckpt_every=2)
+  assert config_path.read_text() == before
+  again = run(tmp_path / "run", 2)  # the intact checkpoint still loads
+  assert int(again.step) == 2
+
+
+@pytest.mark.parametrize("loader", ["resume", "load_pretrained"])
+def test_damaged_checkpoint_names_its_directory(run, tmp_path, loader):
+  run(tmp_path / "run", 2)
+  step_dir = tmp_path / "run" / "checkpoints" / "2"
+  for directory, _, files in os.walk(step_dir):
+    for name in files:
+      path = os.path.join(directory, name)
+      with open(path, "r+b") as f:
+        f.write(b"\x00garbled\x00" * 4)
+  with pytest.raises(ValueError, match=str(step_dir)):
+    if loader == "resume":
+      run(tmp_path / "run", 4)
+    else:
+      load_pretrained(str(tmp_path / "run"))

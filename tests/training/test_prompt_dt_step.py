@@ -12,7 +12,6 @@ from pdiff.training import (
     eval_step,
     make_learning_rate_schedule,
     make_optimizer,
-    masked_action_mse,
     train_step,
 )
 from tests.training.synthetic_data import synthetic_batch, tiny_config
@@ -65,21 +64,6 @@ def test_optimizer_clips_gradients_to_global_norm():
   big, _ = tx.update({"w": jnp.array([300.0, -400.0, 0.0])}, state, params)
   small, _ = tx.update({"w": jnp.array([0.15, -0.2, 0.0])}, state, params)
   np.testing.assert_allclose(big["w"], small["w"], rtol=1e-5)
-
-
-def test_masked_action_mse_ignores_padding():
-  rng = np.random.default_rng(0)
-  predicted = rng.normal(size=(2, 3, 2)).astype(np.float32)
-  target = rng.normal(size=(2, 3, 2)).astype(np.float32)
-  mask = np.array([[0, 1, 1], [1, 1, 1]], np.float32)
-  real = mask.astype(bool)
-  expected = np.mean((predicted[real] - target[real]) ** 2)
-  got = masked_action_mse(predicted, target, mask)
-  np.testing.assert_allclose(got, expected, rtol=1e-6)
-  target[0, 0] += 100.0  # a padded step
-  np.testing.assert_allclose(masked_action_mse(predicted, target, mask),
-                             expected, rtol=1e-6)
-  assert float(masked_action_mse(predicted, target, 0 * mask)) == 0.0
 
 
 def test_tiny_run_loss_falls(initial):

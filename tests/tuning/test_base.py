@@ -1,17 +1,11 @@
 """Tests of the shared tuning interface (``pdiff.tuning.base``)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff.data.types import Segments, Trajectories
-from pdiff.tuning.base import (
-    TunedPolicy,
-    few_shot_prompt,
-    masked_action_mse,
-    stack_tuned,
-)
+from pdiff.tuning.base import TunedPolicy, few_shot_prompt, stack_tuned
+from pdiff.types import Trajectories
 from tests.tuning import tiny_plm
 
 LENGTHS = (20, 12, 7)  # few-shot trajectories of different lengths
@@ -105,28 +99,3 @@ def test_pretrained_policy_apply_reads_the_prompt(plm, few_shot):
   np.testing.assert_array_equal(apply(plm.params, segments, prompt), actions)
   other = prompt._replace(states=prompt.states + 1.0)
   assert not np.allclose(apply(plm.params, segments, other), actions)
-
-
-def _segments(actions, mask) -> Segments:
-  b, k, _ = actions.shape
-  return Segments(states=jnp.zeros((b, k, 2)), actions=jnp.asarray(actions),
-                  rewards=jnp.zeros((b, k)), returns_to_go=jnp.zeros((b, k)),
-                  timesteps=jnp.zeros((b, k), jnp.int32),
-                  mask=jnp.asarray(mask, jnp.float32))
-
-
-def test_masked_action_mse_ignores_masked_steps():
-  rng = np.random.default_rng(0)
-  target = rng.uniform(-1, 1, (3, 4, 2))
-  predicted = rng.uniform(-1, 1, (3, 4, 2))
-  mask = np.array([[0, 0, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]], np.float32)
-  segments = _segments(target, mask)
-  real = mask > 0
-  expected = np.square(predicted - target)[real].mean()
-  loss = masked_action_mse(jnp.asarray(predicted), segments)
-  np.testing.assert_allclose(loss, expected, rtol=1e-6)
-  junk = np.where(real[..., None], predicted, 100.0)  # change masked steps
-  np.testing.assert_allclose(masked_action_mse(jnp.asarray(junk), segments),
-                             expected, rtol=1e-6)
-  empty = _segments(target, np.zeros_like(mask))
-  assert float(masked_action_mse(jnp.asarray(predicted), empty)) == 0.0

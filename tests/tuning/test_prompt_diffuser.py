@@ -2,9 +2,14 @@
 
 The PLM is a tiny untrained Prompt-DT (its action loss still has gradients
 with respect to the prompt, which is all the guidance needs); the diffusion
-model uses the ``point_robot,tiny`` preset of ``experiments/configs/run.py``.
-Every fine-tuning variant is compiled once per module.
+model uses the ``tiny`` preset of ``experiments/configs/tuning.py``. Every
+fine-tuning variant is compiled once per module. The few-shot data of a task
+is its 4 point_robot trajectories (20 steps each).
 """
+
+import json
+import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +17,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments.configs import run as run_configs
+from experiments.configs import pretrain as pretrain_configs
+from experiments.configs import prompt_diffuser as prompt_diffuser_configs
+from experiments.configs import tuning as tuning_configs
+from pdiff.pipeline.validate import PRETRAINED_ASSETS
+from pdiff.training import pretrain as pretrain_lib
 from pdiff.tuning import prompt_diffuser as pd
 from tests.tuning import tiny_plm
 
@@ -20,7 +29,7 @@ FINETUNE_STEPS = 3
 
 
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
-  c = run_configs.get_config("point_robot,tiny").prompt_diffuser
+  c = tuning_configs.get_config("prompt_diffuser", preset="tiny")
   c.finetune_steps = FINETUNE_STEPS
   c.finetune_lr = 1e-2  # large, so a few steps move the parameters visibly
   c.update(overrides)
@@ -42,6 +51,9 @@ def setup():
 
 _COMPILED = {}  # jitted functions of the module's model, by variant
 
+# Selection among 4 candidates, scored on the last of the 4 trajectories.
+SELECTION = dict(num_candidates=4, selection_holdout=1, selection_batch=8)
+
 
 def finetune_fn(model, plm, **overrides):
   name = ("finetune",) + tuple(sorted(overrides.items()))
@@ -51,23 +63,33 @@ def finetune_fn(model, plm, **overrides):
   return _COMPILED[name]
 
 
-def generate_fn(model, plm):
-  if "generate" not in _COMPILED:
-    config = tiny_config()
-    _COMPILED["generate"] = jax.jit(
+def generate_fn(model, plm, **overrides):
+  name = ("generate",) + tuple(sorted(overrides.items()))
+  if name not in _COMPILED:
+    config = tiny_config(**overrides)
+    _COMPILED[name] = jax.jit(
         lambda params, few_shot, key: pd.generate_prompt(
             model, plm, params, few_shot, key, config))
-  return _COMPILED["generate"]
+  return _COMPILED[name]
 
 
 def first_task(stacked):
   return jax.tree.map(lambda x: x[0], stacked)
 
 
+def replace_trajectory(few_shot, i, source, j):
+  """``few_shot`` with its trajectory ``i`` replaced by ``source``'s ``j``."""
+  return jax.tree.map(lambda x, y: x.at[i].set(y[j]), few_shot, source)
+
+
 def params_differ(a, b, tol=1e-6) -> bool:
   return any(float(jnp.max(jnp.abs(x - y))) > tol
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
                              strict=True))
+
+
+def assert_bitwise_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
 @pytest.mark.parametrize("field,value", [
@@ -81,11 +103,93 @@ def params_differ(a, b, tol=1e-6) -> bool:
     ("ddim_steps", 21),  # more than num_diffusion_steps (20)
 ])
 def test_check_config_names_the_bad_field(field, value):
-  c = pd.get_config()
+  c = prompt_diffuser_configs.get_config()
   pd.check_config(c)  # the defaults are valid
   c[field] = value
   with pytest.raises(ValueError, match=field):
     pd.check_config(c)
+
+
+def test_defaults_keep_the_one_prompt_at_the_plms_position():
+  c = prompt_diffuser_configs.get_config()
+  assert c.num_candidates == 1
+  assert not c.allow_unread_positions
+  for field in pd.POSITION_FIELDS:
+    assert c[field] == pretrain_lib.PROMPT_POSITION == "last", field
+  pd.check_positions(c, "last")
+  pd.check_num_shots(c, 1)  # no selection: a single trajectory is enough
+
+
+def test_selection_holdout_is_checked():
+  c = prompt_diffuser_configs.get_config()
+  c.selection_holdout = 0
+  pd.check_config(c)  # not read without selection
+  c.num_candidates = 2
+  with pytest.raises(ValueError, match="selection_holdout"):
+    pd.check_config(c)
+  c.selection_holdout = 2
+  pd.check_num_shots(c, 3)
+  for num_shots in (1, 2):  # nothing would be left to fine-tune
+    with pytest.raises(ValueError,
+                       match=rf"selection_holdout is 2.*\({num_shots}\)"):
+      pd.check_num_shots(c, num_shots)
+  # Where the few-shot arrays are split (at trace time, from their shape).
+  few_shot = first_task(tiny_plm.stacked_test_trajectories(1)[0])  # N = 4
+  c.selection_holdout = 4
+  with pytest.raises(ValueError, match="selection_holdout"):
+    pd.split_few_shot(few_shot, c)
+  c.selection_holdout = 3
+  tune, held_out = pd.split_few_shot(few_shot, c)
+  assert tune.lengths.shape == (1,) and held_out.lengths.shape == (3,)
+  np.testing.assert_array_equal(held_out.observations,
+                                few_shot.observations[1:])
+  c.num_candidates = 1
+  tune, held_out = pd.split_few_shot(few_shot, c)
+  assert held_out is None and tune is few_shot
+
+
+@pytest.mark.parametrize("field", pd.POSITION_FIELDS)
+def test_check_positions_refuses_what_the_plm_cannot_read(field):
+  c = prompt_diffuser_configs.get_config()
+  c[field] = "random"
+  with pytest.raises(ValueError) as info:
+    pd.check_positions(c, "last")
+  assert str(info.value) == (
+      f"prompt_diffuser config: {field} is 'random', but the PLM was "
+      "pre-trained on prompts at position 'last' "
+      "(PretrainedPolicy.prompt_position) and was not trained to read prompt "
+      f"windows placed otherwise. Set {field} = 'last' "
+      "(allow_unread_positions = True skips this check, for diagnostics "
+      "only).")
+  pd.check_config(c)  # a valid position in itself
+  c.allow_unread_positions = True
+  pd.check_positions(c, "last")
+  with pytest.raises(ValueError, match="'middle'"):
+    pd.check_positions(c, "middle")  # not a position at all
+
+
+def test_builders_refuse_positions_unlike_the_plms(setup):
+  plm, model, *_ = setup
+  # A PLM pre-trained on random windows: the "last" defaults are refused.
+  random_plm = plm.replace(prompt_position="random")
+  # A static field: part of the tree structure, not a leaf.
+  assert jax.tree.structure(random_plm) != jax.tree.structure(plm)
+  train = tiny_plm.pooled_train_trajectories()
+  c = tiny_config()
+  for build in (
+      lambda: pd.make_prompt_diffuser(random_plm, train, c,
+                                      jax.random.key(0)),
+      lambda: pd.make_pretrain(model, random_plm, c, 1),
+      lambda: pd.make_finetune(model, random_plm, c),
+      lambda: pd.make_tune_tasks(model, random_plm, c)):
+    with pytest.raises(ValueError, match=r"train_position is 'last'.*"
+                       r"position 'random'"):
+      build()
+  with pytest.raises(ValueError, match=r"guidance_position is 'random'.*"
+                     r"position 'last'"):
+    pd.make_finetune(model, plm, tiny_config(guidance_position="random"))
+  pd.make_finetune(model, plm, tiny_config(guidance_position="random",
+                                           allow_unread_positions=True))
 
 
 def test_make_finetune_checks_config_eagerly(setup):
@@ -115,9 +219,10 @@ def test_encode_decode_round_trip(setup):
 
 
 def test_x0_is_standardised_on_training_windows(setup):
+  """The statistics come from windows at ``train_position`` ("last")."""
   plm, model, *_ = setup
   x0, _ = jax.jit(lambda key, trajs: model.encode(plm.sample_prompts(
-      key, trajs, 1024, position="random")))(
+      key, trajs, 1024, position=tiny_config().train_position)))(
           jax.random.key(4), tiny_plm.pooled_train_trajectories())
   flat = np.asarray(x0).reshape(-1, x0.shape[-1])
   np.testing.assert_allclose(flat.mean(0), 0.0, atol=0.15)
@@ -171,11 +276,30 @@ def test_guided_finetune_differs_from_dm_only(setup, overrides):
   assert params_differ(guided, base, tol=1e-4)
 
 
+def test_finetune_leaves_out_the_held_out_trajectories(setup):
+  """With selection, the last trajectory never reaches L_DM or L_DT: changing
+  it leaves the fine-tuned parameters bitwise unchanged, while changing a
+  fine-tuning trajectory changes them."""
+  plm, model, params, stacked, _ = setup
+  few_shot, key = first_task(stacked), jax.random.key(11)
+  other = jax.tree.map(lambda x: x[1], stacked)  # the second task's data
+  finetune = finetune_fn(model, plm, mode="sum", guidance_path="one_step",
+                         **SELECTION)
+  tuned, metrics = finetune(params, few_shot, key)
+  assert np.all(np.isfinite(metrics["dt_loss"]))
+  same, _ = finetune(params, replace_trajectory(few_shot, 3, other, 0), key)
+  assert_bitwise_equal(same, tuned)
+  changed, _ = finetune(params, replace_trajectory(few_shot, 0, other, 0), key)
+  assert params_differ(changed, tuned)
+
+
 def test_tune_tasks_with_zero_guidance_equals_dm_only(setup):
   """``make_tune_tasks`` over two tasks, "projection" with lambda = 0 (the
   guidance still runs through the whole reverse chain), gives per task what
-  dm_only fine-tuning and generation give with the same keys."""
+  dm_only fine-tuning and generation give with the same keys; the frozen
+  PLM's parameters are bitwise what they were."""
   plm, model, params, stacked, _ = setup
+  plm_before = jax.tree.map(np.array, plm.params)  # copies
   c = tiny_config(mode="projection", guidance_scale=0.0, num_bases=1)
   keys = jax.random.split(jax.random.key(8), 2)
   prompts, metrics = pd.make_tune_tasks(model, plm, c)(params, stacked, keys)
@@ -198,20 +322,40 @@ def test_tune_tasks_with_zero_guidance_equals_dm_only(setup):
         a[m], b, rtol=1e-3, atol=1e-3), prompts, expected)
   # Different tasks and keys give different prompts.
   assert not np.allclose(prompts.states[0], prompts.states[1])
+  assert_bitwise_equal(plm.params, plm_before)
+
+
+def test_condition_is_a_random_few_shot_window_like_the_baseline_prompt(
+    setup):
+  """The condition window is drawn as the few-shot baseline draws its
+  prompt: with the same key it is that prompt, and different keys pick
+  different trajectories (not always the best one)."""
+  plm, _, _, stacked, _ = setup
+  few_shot = first_task(stacked)
+  returns = np.asarray(few_shot.rewards).sum(1)
+  picked = []
+  for seed in range(12):
+    key = jax.random.key(seed)
+    window = pd.condition_window(plm, few_shot, key, "last")
+    baseline = plm.few_shot_prompt(key, few_shot).prompt
+    assert_bitwise_equal(jax.tree.map(lambda x: x[0], window), baseline)
+    # Which trajectory: returns-to-go at the window's start are its rewards
+    # from there on.
+    start = int(window.timesteps[0, 0])
+    rtg = np.asarray(few_shot.rewards)[:, start:].sum(1) / plm.return_scale
+    picked.append(int(np.argmin(np.abs(rtg - float(
+        window.returns_to_go[0, 0])))))
+  assert len(set(returns.round(6))) == len(returns)  # trajectories differ
+  assert len(set(picked)) > 1, picked
+  assert set(picked) != {int(np.argmax(returns))}
 
 
 def test_generate_prompt_keeps_the_condition(setup):
   plm, model, params, stacked, _ = setup
-  few_shot = first_task(stacked)
-  window = pd.condition_window(plm, few_shot, "last")
-  # The condition comes from the trajectory with the highest return.
-  returns = np.asarray(few_shot.rewards).sum(1)
-  best = int(np.argmax(returns))
-  expected = plm.sample_prompts(jax.random.key(0),
-                                jax.tree.map(lambda x: x[best:best + 1],
-                                             few_shot), 1, position="last")
-  jax.tree.map(np.testing.assert_array_equal, window, expected)
-  prompt = generate_fn(model, plm)(params, few_shot, jax.random.key(9))
+  few_shot, key = first_task(stacked), jax.random.key(9)
+  k_cond, _, _ = jax.random.split(key, 3)
+  window = pd.condition_window(plm, few_shot, k_cond, "last")
+  prompt = generate_fn(model, plm)(params, few_shot, key)
   assert prompt.states.shape == (plm.prompt_len, 2)
   np.testing.assert_array_equal(prompt.timesteps, window.timesteps[0])
   np.testing.assert_allclose(prompt.returns_to_go, window.returns_to_go[0],
@@ -222,27 +366,99 @@ def test_generate_prompt_keeps_the_condition(setup):
   assert not np.allclose(other.states, prompt.states)  # sampled from noise
 
 
-def test_generate_prompt_keeps_the_candidate_with_lowest_action_loss(setup):
+def test_one_candidate_is_the_single_sample(setup):
+  """``num_candidates = 1``: the prompt is the one sample drawn from the
+  condition, as sampling directly with the same keys gives it."""
   plm, model, params, stacked, _ = setup
-  few_shot = first_task(stacked)
-  config = tiny_config(num_candidates=4, selection_batch=8)
-  key = jax.random.key(3)
-  prompt = pd.generate_prompt(model, plm, params, few_shot, key, config)
-  # Rebuild the candidates and their scores independently, with the same keys.
-  _, y = model.encode(pd.condition_window(plm, few_shot, "last"))
-  k_gen, k_seg = jax.random.split(key)
-  y = jnp.broadcast_to(y, (4,) + y.shape[1:])
-  candidates = model.decode(model.sample(params, y, k_gen, config), y,
-                            plm.state_mean.shape[0])
-  segments = plm.sample_segments(k_seg, few_shot, 8)
+  few_shot, key = first_task(stacked), jax.random.key(12)
+  config = tiny_config()
+  assert config.num_candidates == 1
+  prompt = generate_fn(model, plm)(params, few_shot, key)
+  k_cond, k_gen, _ = jax.random.split(key, 3)
+  window = plm.sample_prompts(k_cond, few_shot, 1, position="last")
+  _, y = model.encode(window)
+  direct = model.decode(model.sample(params, y, k_gen, config), y,
+                        plm.state_mean.shape[0])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b[0], rtol=1e-5, atol=1e-5), prompt, direct)
+
+
+def numpy_scores(plm, candidates, segments):
+  apply = jax.jit(plm.apply)
   losses = []
-  for g in range(4):
+  for g in range(candidates.states.shape[0]):
     cand = jax.tree.map(lambda x, g=g: x[g:g + 1], candidates)
-    pred = np.asarray(plm.apply(plm.params, segments, cand))
+    pred = np.asarray(apply(plm.params, segments, cand))
     err = ((pred - np.asarray(segments.actions)) ** 2).mean(-1)
     mask = np.asarray(segments.mask)
     losses.append((err * mask).sum() / mask.sum())
-  best = int(np.argmin(losses))
+  return np.asarray(losses)
+
+
+def test_selection_scores_candidates_on_held_out_trajectories_only(setup):
+  plm, model, params, stacked, _ = setup
+  few_shot, key = first_task(stacked), jax.random.key(3)
+  other = jax.tree.map(lambda x: x[1], stacked)
+  config = tiny_config(**SELECTION)
+  generate = generate_fn(model, plm, **SELECTION)
+  prompt = generate(params, few_shot, key)
+  # Rebuild the candidates and their scores independently, with the same
+  # keys: segments of the held-out (last) trajectory only.
+  k_cond, k_gen, k_sel = jax.random.split(key, 3)
+  window = pd.condition_window(plm, few_shot, k_cond, "last")
+  candidates = jax.jit(lambda w, k: pd.generate_candidates(
+      model, plm, params, w, k, config))(window, k_gen)
+  held_out = jax.tree.map(lambda x: x[3:], few_shot)
+  segments = plm.sample_segments(k_sel, held_out, 8)
+  losses = numpy_scores(plm, candidates, segments)
   assert len(set(np.round(losses, 8))) > 1  # the candidates differ
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b[best], rtol=1e-6),
-               prompt, candidates)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b[int(np.argmin(losses))], rtol=1e-6), prompt, candidates)
+  scores_fn = jax.jit(lambda held_out: pd.selection_scores(
+      plm, candidates, held_out, k_sel, 8))
+  np.testing.assert_allclose(scores_fn(held_out), losses, rtol=1e-5)
+  # The states and actions of the fine-tuning trajectories play no part in
+  # generation (their rewards may give the condition's returns-to-go).
+  scrambled = few_shot._replace(
+      observations=few_shot.observations.at[:3].add(7.0),
+      actions=few_shot.actions.at[:3].multiply(-1.0))
+  assert_bitwise_equal(generate(params, scrambled, key), prompt)
+  # The held-out trajectory decides: replacing it by others changes the
+  # scores, and the choice follows them.
+  choices = {int(np.argmin(losses))}
+  for j in range(4):
+    replaced = replace_trajectory(few_shot, 3, other, j)
+    new_held_out = jax.tree.map(lambda x: x[3:], replaced)
+    scores = np.asarray(scores_fn(new_held_out))
+    assert not np.allclose(scores, losses)
+    choices.add(int(np.argmin(scores)))
+  assert len(choices) > 1, choices
+
+
+def test_policy_json_records_the_prompt_position(tmp_path):
+  family = tiny_plm.family()
+  config = pretrain_configs.get_config("point_robot,tiny")
+  pretrain_lib._write_policy_info(str(tmp_path), config, family,
+                                  np.zeros(2), np.ones(2))
+  with open(tmp_path / pretrain_lib.POLICY_FILE) as f:
+    assert json.load(f)["prompt_position"] == pretrain_lib.PROMPT_POSITION
+  assert pretrain_lib.read_policy_info(str(tmp_path))["prompt_position"] == (
+      "last")
+  # A copy of the shipped PLM: its policy.json predates the field.
+  src = os.path.join(PRETRAINED_ASSETS, "cheetah_vel_cpu")
+  with open(os.path.join(src, pretrain_lib.POLICY_FILE)) as f:
+    shipped = json.load(f)
+  assert "prompt_position" not in shipped
+  workdir = str(tmp_path / "plm")
+  shutil.copytree(src, workdir)
+  assert pretrain_lib.load_pretrained_policy(workdir).prompt_position == "last"
+  path = os.path.join(workdir, pretrain_lib.POLICY_FILE)
+  for value in ("random", "last"):
+    with open(path, "w") as f:
+      json.dump(dict(shipped, prompt_position=value), f)
+    plm = pretrain_lib.load_pretrained_policy(workdir)
+    assert plm.prompt_position == value
+  with open(path, "w") as f:
+    json.dump(dict(shipped, prompt_position="middle"), f)
+  with pytest.raises(ValueError, match="prompt_position is 'middle'"):
+    pretrain_lib.read_policy_info(workdir)

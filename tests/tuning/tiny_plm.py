@@ -13,12 +13,11 @@ import numpy as np
 
 from experiments.configs import pretrain as pretrain_configs
 from pdiff import envs
-from pdiff.data import collect, samplers
+from pdiff.data import collect, loading, samplers
 from pdiff.data.normalization import state_statistics
-from pdiff.data.types import Segments
+from pdiff.models.policy import PretrainedPolicy
 from pdiff.models.prompt_dt import make_prompt_dt
-from pdiff.training import pretrain as pretrain_lib
-from pdiff.tuning.base import PretrainedPolicy
+from pdiff.types import Segments
 
 NUM_TRAJECTORIES = 4  # trajectories per task of the cached datasets
 
@@ -51,7 +50,7 @@ def tiny_plm(seed: int = 0) -> PretrainedPolicy:
                          act_dim=fam.action_size)
   train = trajectories()
   mean, std = jax.jit(state_statistics)(
-      pretrain_lib.pooled([train[i] for i in fam.train_tasks]))
+      loading.pooled([train[i] for i in fam.train_tasks]))
   plm = PretrainedPolicy(
       model=model, params=None, state_mean=jnp.asarray(mean, jnp.float32),
       state_std=jnp.asarray(std, jnp.float32),
@@ -80,7 +79,7 @@ def pooled_train_trajectories():
   fam = family()
   train = trajectories()
   return jax.tree.map(np.asarray,
-                      pretrain_lib.pooled([train[i] for i in fam.train_tasks]))
+                      loading.pooled([train[i] for i in fam.train_tasks]))
 
 
 def stacked_test_trajectories(num_tasks: int = 2):

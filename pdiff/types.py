@@ -1,4 +1,4 @@
-"""Containers shared by data, models, tuning and evaluation.
+"""Containers shared by every layer: envs, data, models, tuning, evaluation.
 
 Shapes use: N trajectories, T steps, B batch, K context steps, ds state dim,
 da action dim.

@@ -1,0 +1,80 @@
+"""Where a result came from: package versions, the commit and the machine.
+
+Every results file records :func:`provenance` so that a number can be traced
+to the code and the stack that produced it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+
+PACKAGES = ("pdiff", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
+            "brax", "mujoco", "numpy", "scipy", "ml-collections")
+
+
+def package_versions(packages=PACKAGES) -> dict[str, str]:
+  """``{name: version}``; "not installed" for a missing package."""
+  out = {}
+  for name in packages:
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = "not installed"
+  return out
+
+
+def git_commit(path: str | None = None) -> str:
+  """The checkout's commit (with ``+dirty`` when files differ from it), or
+  ``"unknown"`` outside a git checkout or without git."""
+  path = path or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path,
+                            capture_output=True, text=True, timeout=10,
+                            check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain",
+                            "--untracked-files=no"], cwd=path,
+                           capture_output=True, text=True, timeout=10,
+                           check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return commit + ("+dirty" if dirty else "") if commit else "unknown"
+
+
+def cpu_model() -> str:
+  """The CPU's model name (Linux), else ``platform.processor()``."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+  """CPU model and count, OS, Python, and JAX's backend and devices."""
+  import jax
+
+  devices = jax.devices()
+  return dict(cpu=cpu_model(), cpu_count=os.cpu_count(),
+              os=platform.platform(), python=platform.python_version(),
+              jax_backend=jax.default_backend(),
+              devices=f"{len(devices)} x {devices[0].device_kind}",
+              processes=jax.process_count())
+
+
+def machine_summary(info: dict) -> str:
+  """One line: ``"2-core Intel(R) ... (cpu)"``."""
+  return (f"{info['cpu_count']}-core {info['cpu']}, JAX on "
+          f"{info['devices']} ({info['jax_backend']})")
+
+
+def provenance() -> dict:
+  """``{"versions", "commit", "machine"}`` for a results file."""
+  info = machine()
+  return dict(versions=package_versions(), commit=git_commit(),
+              machine=machine_summary(info), machine_details=info)

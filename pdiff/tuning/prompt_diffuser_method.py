@@ -1,0 +1,132 @@
+"""``prompt_diffuser`` in the method registry: stage 1 per seed, stages 2-3
+per test task (:mod:`pdiff.tuning.prompt_diffuser` holds the maths).
+
+``prepare`` pre-trains the denoiser on the training tasks' prompt windows
+(stage 1, from the seed's key; the pipeline caches it under its
+fingerprint); ``tune`` fine-tunes a copy per test task with ``L_DM`` and,
+unless ``mode="dm_only"``, the guidance ``L_DT``, then generates the prompt.
+One row of the table per entry of ``config.modes``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from pdiff.models.policy import TunedPolicy
+from pdiff.tuning import prompt_diffuser as pd
+from pdiff.tuning import registry
+
+# Fields that only stages 2-3 (fine-tuning, generation) read; every other
+# field is part of the stage-1 fingerprint.
+STAGE2_FIELDS = ("mode", "modes", "guidance_scale", "num_bases", "per_leaf",
+                 "sampler", "ddim_steps", "num_candidates", "selection_batch",
+                 "guidance_path", "clip_denoised", "condition_position",
+                 "guidance_position", "finetune_steps", "finetune_batch",
+                 "guidance_batch", "finetune_lr", "selection_holdout",
+                 "allow_unread_positions")
+CHUNK = 250  # stage-1 steps per jitted call (progress lines in between)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  modes = tuple(config.modes)
+  if not modes or len(set(modes)) != len(modes) or any(
+      m not in pd.MODES for m in modes):
+    raise ValueError(f"prompt_diffuser config: modes must be a non-empty "
+                     f"subset of {pd.MODES}, got {modes!r}.")
+  pd.check_config(config)
+
+
+def _model(context: registry.TuningContext, config):
+  # The x0 statistics use a fixed key: every seed shares the model (and the
+  # compiled functions); seeds differ in the denoiser's parameters.
+  model, _ = pd.make_prompt_diffuser(context.plm, context.train_trajs, config,
+                                     jax.random.key(0))
+  return model
+
+
+def prepare_template(context: registry.TuningContext, config):
+  model = _model(context, config)
+  k = model.denoiser.horizon
+  x = jnp.zeros((2, k, model.x_mean.shape[0]), jnp.float32)
+  y = jnp.zeros((2, k, 2), jnp.float32)
+  return jax.eval_shape(lambda: model.denoiser.init(
+      jax.random.key(0), x, y, jnp.zeros((2,), jnp.int32))["params"])
+
+
+def make_prepare(context: registry.TuningContext, config):
+  """``prepare(key) -> params``: stage 1, initialised and trained from
+  ``key`` (compiled once, reused over seeds)."""
+  model, plm = _model(context, config), context.plm
+  train = jax.tree.map(jnp.asarray, context.train_trajs)
+  k = model.denoiser.horizon
+  x = jnp.zeros((2, k, model.x_mean.shape[0]), jnp.float32)
+  y = jnp.zeros((2, k, 2), jnp.float32)
+  init = jax.jit(lambda key: model.denoiser.init(
+      key, x, y, jnp.zeros((2,), jnp.int32))["params"])
+  compiled = {}
+
+  def chunk_fn(steps):
+    if steps not in compiled:
+      compiled[steps] = pd.make_pretrain(model, plm, config, steps)
+    return compiled[steps]
+
+  def prepare(key):
+    k_init, key = jax.random.split(key)
+    params = init(k_init)
+    total = config.pretrain_steps
+    chunk = max(1, min(total, CHUNK))
+    pretrain, optimizer = chunk_fn(chunk)
+    opt_state = optimizer.init(params)
+    start = time.time()
+    for i in range(0, total, chunk):
+      if total - i < chunk:  # the last, shorter chunk
+        pretrain, _ = chunk_fn(total - i)
+      params, opt_state, losses = pretrain(params, opt_state, train,
+                                           jax.random.fold_in(key, i))
+      logging.info("diffusion pre-training %d/%d  L_DM %.4f  (%.0fs)",
+                   min(i + chunk, total), total, float(losses[-1]),
+                   time.time() - start)
+    return params
+
+  return prepare
+
+
+def make_tune(context: registry.TuningContext, config) -> registry.TuneFn:
+  """``tune(stage-1 params, few_shot [M, N, T, ...], keys [M])``."""
+  model = _model(context, config)
+  tune_tasks = pd.make_tune_tasks(model, context.plm, config)
+
+  def tune(prepared, few_shot, keys):
+    prompts, metrics = tune_tasks(prepared, few_shot, keys)
+    return TunedPolicy(params=context.plm.params, prompt=prompts), metrics
+
+  return tune
+
+
+def variants(config):
+  rows = []
+  for mode in config.modes:
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.mode = mode
+    rows.append((mode, c))
+  return rows
+
+
+def trainable_parameters(context: registry.TuningContext, config) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(
+      prepare_template(context, config))))
+
+
+METHOD = registry.register(registry.Method(
+    name="prompt_diffuser", check_config=check_config, make_tune=make_tune,
+    trainable_parameters=trainable_parameters, prepare=make_prepare,
+    prepare_template=prepare_template,
+    prepare_config=lambda config: {k: v for k, v in config.to_dict().items()
+                                   if k not in STAGE2_FIELDS},
+    variants=variants))

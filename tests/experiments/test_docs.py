@@ -1,0 +1,298 @@
+"""The docs: set-up commands, pinned versions and generated figures.
+
+Every figure of README.md and docs/*.md sits in a generated block that
+``experiments/render_docs.py`` renders from committed files; these tests run
+its check on the repository (every block whose input file exists) and
+exercise the default run's block, whose ``results.json`` may not be
+committed, on a synthetic results file.
+"""
+
+import configparser
+import json
+import os
+import pathlib
+import re
+import shutil
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from experiments import render_docs
+from pdiff.evaluation import report
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+# Pins that setup.cfg's ranges must accept (and that must be pinned).
+KEY_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "brax",
+                "numpy")
+# Blocks allowed to stand as a placeholder while their input is not
+# committed: the default run's results are copied in by a maintainer.
+MAY_BE_MISSING = {"default_run"}
+
+
+def readme_commands() -> list[str]:
+  text = (REPO / "README.md").read_text()
+  m = re.match(r"# pdiff\n\n```bash\n(.*?)\n```\n", text, re.DOTALL)
+  assert m, "README.md must start with '# pdiff' and a bash block"
+  return [line for line in m.group(1).splitlines() if line.strip()]
+
+
+def read_constraints() -> dict[str, str]:
+  pins = {}
+  for line in (REPO / "constraints.txt").read_text().splitlines():
+    line = line.split("#", 1)[0].strip()
+    if not line:
+      continue
+    name, sep, version = line.partition("==")
+    assert sep and version and not re.search(r"[<>=!~,; ]", version), (
+        f"constraints.txt: {line!r} is not an exact pin NAME==VERSION")
+    pins[canonicalize_name(name)] = version
+  return pins
+
+
+def setup_requirements() -> list[Requirement]:
+  cfg = configparser.ConfigParser()
+  cfg.read(REPO / "setup.cfg")
+  lines = cfg["options"]["install_requires"].splitlines()
+  lines += cfg["options.extras_require"]["test"].splitlines()
+  lines = [line.split("#", 1)[0].strip() for line in lines]
+  return [Requirement(line) for line in lines if line]
+
+
+def test_readme_starts_with_two_commands_that_ci_runs():
+  commands = readme_commands()
+  assert len(commands) == 2, commands
+  for command in commands:
+    assert "-c constraints.txt" in command, command
+  ci = (REPO / ".ci" / "run").read_text().splitlines()
+  assert commands[1] in [line.strip() for line in ci], (
+      f".ci/run must run the README's second command verbatim: {commands[1]}")
+  assert "set -euo pipefail" in ci
+
+
+def test_constraints_pin_versions_that_setup_cfg_accepts():
+  pins = read_constraints()
+  for name in ("pdiff", "pip", "setuptools", "wheel"):
+    assert name not in pins, f"constraints.txt must not pin {name}"
+  for name in KEY_PACKAGES + ("scipy", "ml-collections", "h5py"):
+    assert name in pins, f"constraints.txt does not pin {name}"
+  for req in setup_requirements():
+    name = canonicalize_name(req.name)
+    assert name in pins, f"constraints.txt does not pin {req.name}"
+    assert req.specifier.contains(pins[name], prereleases=True), (
+        f"constraints.txt pins {name}=={pins[name]}, outside setup.cfg's "
+        f"{req}")
+  # brax 0.14.2's trainers call jax.device_put_replicated, gone in jax 0.10.
+  assert Version(pins["jax"]) < Version("0.10")
+  assert Version(pins["jaxlib"]) < Version("0.10")
+
+
+def test_repository_docs_match_their_input_files():
+  sources = render_docs.Sources()
+  problems = render_docs.check_docs(sources)
+  for p in problems:
+    assert p.kind == "missing_input", str(p)
+    assert p.block in MAY_BE_MISSING, str(p)
+  assert not sources.results_file().exists() or not problems
+  # Placeholders too are exactly what the script writes: rendering changes
+  # nothing, and every block name is known.
+  used = set()
+  for path in render_docs.doc_paths(REPO):
+    text = path.read_text()
+    used |= {b.name for b in render_docs.parse_blocks(text)}
+    new, _ = render_docs.render_text(text, sources)
+    assert new == text, f"{path.name}: run python experiments/render_docs.py"
+  assert used == set(render_docs.RENDERERS), (
+      f"renderers no doc uses: {set(render_docs.RENDERERS) - used}")
+
+
+def copy_docs(dst: pathlib.Path) -> None:
+  shutil.copy(REPO / "README.md", dst / "README.md")
+  shutil.copytree(REPO / "docs", dst / "docs")
+
+
+def edit_first_digit(text: str, block: str) -> str:
+  """The text with the first digit inside ``block``'s body changed."""
+  start = text.index(f"<!-- BEGIN GENERATED: {block} -->")
+  end = text.index(f"<!-- END GENERATED: {block} -->")
+  m = re.search(r"\d", text[start + len(block) + 26:end])
+  assert m, f"block {block} holds no digit"
+  i = start + len(block) + 26 + m.start()
+  return text[:i] + str((int(text[i]) + 1) % 10) + text[i + 1:]
+
+
+def test_hand_edited_figure_fails_the_check_and_is_rewritten(tmp_path):
+  copy_docs(tmp_path)
+  sources = render_docs.Sources()
+  before = {p: p.read_text() for p in render_docs.doc_paths(tmp_path)}
+  doc = tmp_path / "docs" / "benchmarks.md"
+  edited = edit_first_digit(doc.read_text(), "evaluation_throughput")
+  doc.write_text(edited)
+  problems = [p for p in render_docs.check_docs(sources, tmp_path)
+              if p.kind != "missing_input"]
+  assert [(p.doc, p.block, p.kind) for p in problems] == [
+      ("docs/benchmarks.md", "evaluation_throughput", "differs")]
+  assert "rendered" in problems[0].detail and "\n-" in problems[0].detail
+
+  # Prose outside the blocks is not checked, and is never rewritten.
+  readme = tmp_path / "README.md"
+  readme.write_text(readme.read_text() + "\nA note added by hand: 42.\n")
+  changed, _ = render_docs.write_docs(sources, tmp_path)
+  assert changed == ["docs/benchmarks.md"]
+  assert doc.read_text() == before[doc]
+  assert readme.read_text().endswith("A note added by hand: 42.\n")
+  leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+  assert not leftovers
+
+
+def test_malformed_blocks_are_reported():
+  bad = {
+      "unbalanced": "<!-- BEGIN GENERATED: train_step -->\n",
+      "mismatched": ("<!-- BEGIN GENERATED: train_step -->\n"
+                     "<!-- END GENERATED: projection_overhead -->\n"),
+      "unknown": ("<!-- BEGIN GENERATED: no_such_block -->\n"
+                  "<!-- END GENERATED: no_such_block -->\n"),
+      "nested": ("<!-- BEGIN GENERATED: train_step -->\n"
+                 "<!-- BEGIN GENERATED: train_step -->\n"
+                 "<!-- END GENERATED: train_step -->\n"
+                 "<!-- END GENERATED: train_step -->\n"),
+  }
+  for kind, text in bad.items():
+    with pytest.raises(render_docs.DocFormatError):
+      render_docs.parse_blocks(text)
+      pytest.fail(kind)
+
+
+def synthetic_results() -> dict:
+  """A small results.json of the shape the pipeline writes."""
+  per_method = {
+      "prompt_dt": [[-30.0, -60.0, -110.0], [-32.0, -58.0, -104.0],
+                    [-29.0, -63.0, -108.0]],
+      "prompt_diffuser[projection]": [[-31.0, -57.0, -115.0],
+                                      [-35.0, -61.0, -101.0],
+                                      [-28.0, -66.0, -112.0]],
+  }
+  if hasattr(report, "summarize_methods"):
+    summary = report.summarize_methods(per_method)
+    methods, stats = summary["methods"], summary["statistics"]
+  else:
+    methods = {k: report.summarize(v) for k, v in per_method.items()}
+    stats = None
+  for row in methods.values():
+    row["tune_seconds"] = [20.0, 21.0, 19.0]
+    row["eval_seconds"] = [10.0, 11.0, 9.0]
+  results = dict(family="cheetah_vel", backend="spring",
+                 test_tasks=[2, 7, 15], num_shots=5,
+                 few_shot_quality="expert", seeds=[0, 1, 2],
+                 methods=methods, wall_seconds=174.4,
+                 stage_seconds=dict(datasets=23.2, pretrain=0.4,
+                                    diffusion_pretrain=14.0),
+                 provenance=dict(machine="2-core Example CPU"),
+                 config=dict(eval_episodes=20, pretrained="cheetah_vel_cpu"))
+  if stats is not None:
+    results["statistics"] = stats
+  return json.loads(json.dumps(results))
+
+
+@pytest.fixture
+def table_markdown(monkeypatch):
+  """``report.results_table_markdown``, or a stand-in where it is absent."""
+  if not hasattr(report, "results_table_markdown"):
+    def stand_in(results):
+      lines = ["| method | return |", "|---|---|"]
+      lines += [f"| {k} | {r['mean']:.1f} |"
+                for k, r in results["methods"].items()]
+      return "\n".join(lines) + "\n"
+    monkeypatch.setattr(report, "results_table_markdown", stand_in,
+                        raising=False)
+  return report.results_table_markdown
+
+
+def write_results(directory: pathlib.Path, results: dict) -> pathlib.Path:
+  directory.mkdir(parents=True, exist_ok=True)
+  path = directory / "results.json"
+  path.write_text(json.dumps(results))
+  return path
+
+
+def test_default_run_block_renders_table_and_timings(tmp_path, table_markdown):
+  results = synthetic_results()
+  write_results(tmp_path / "res", results)
+  sources = render_docs.Sources(results_dir=str(tmp_path / "res"))
+  block = render_docs.render_default_run(sources)
+  assert table_markdown(results).strip() in block
+  assert "Wall time 2 min 54 s in all" in block
+  for part in ("datasets 23 s", "diffusion pre-training 14 s",
+               "tuning 2 min 00 s and evaluation 1 min 00 s",
+               "machine: 2-core Example CPU", "20 evaluation episodes"):
+    assert part in block, part
+
+  missing = render_docs.Sources(results_dir=str(tmp_path / "absent"))
+  with pytest.raises(render_docs.MissingInputError,
+                     match=r"absent/results\.json is missing"):
+    render_docs.render_default_run(missing)
+
+
+def test_default_run_block_in_a_doc(tmp_path, table_markdown, capsys):
+  del table_markdown
+  (tmp_path / "README.md").write_text(
+      "# Results\n\n<!-- BEGIN GENERATED: default_run -->\n"
+      "<!-- END GENERATED: default_run -->\n\nAfter.\n")
+  args = ["--root", str(tmp_path), "--results_dir", "results/cheetah_vel"]
+  # Missing input: a placeholder naming the file, and a failure either way.
+  assert render_docs.main(args) == 1
+  assert "results/cheetah_vel/results.json" in capsys.readouterr().err
+  text = (tmp_path / "README.md").read_text()
+  assert "_Not rendered: `results/cheetah_vel/results.json` is missing." in text
+  assert render_docs.main(["--check"] + args) == 1
+  assert "results/cheetah_vel/results.json is missing" in capsys.readouterr().err
+
+  write_results(tmp_path / "results" / "cheetah_vel", synthetic_results())
+  assert render_docs.main(["--check"] + args) == 1
+  assert "differs" in capsys.readouterr().err
+  assert render_docs.main(args) == 0
+  assert render_docs.main(["--check"] + args) == 0
+  text = (tmp_path / "README.md").read_text()
+  assert "Wall time 2 min 54 s in all" in text and text.endswith("\nAfter.\n")
+
+  # A figure of the table edited by hand fails the check.
+  (tmp_path / "README.md").write_text(edit_first_digit(text, "default_run"))
+  assert render_docs.main(["--check"] + args) == 1
+  err = capsys.readouterr().err
+  assert "README.md: block default_run differs" in err
+
+
+def make_run(workdir: pathlib.Path, results: dict) -> None:
+  out = workdir / "results"
+  write_results(out, results)
+  (out / "results.md").write_text("| table |\n")
+  (out / "returns.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+
+
+def test_import_run_copies_the_three_files(tmp_path, table_markdown):
+  del table_markdown
+  run, dest = tmp_path / "runs" / "cheetah_vel", tmp_path / "committed"
+  make_run(run, synthetic_results())
+  copied = render_docs.import_run(run, dest)
+  assert sorted(p.name for p in copied) == sorted(render_docs.RUN_FILES)
+  for name in render_docs.RUN_FILES:
+    assert (dest / name).read_bytes() == (run / "results" / name).read_bytes()
+  assert sorted(os.listdir(dest)) == sorted(render_docs.RUN_FILES)
+
+  # A run without its chart changes nothing.
+  (run / "results" / "returns.png").unlink()
+  (run / "results" / "results.md").write_text("| new table |\n")
+  with pytest.raises(render_docs.MissingInputError, match="returns.png"):
+    render_docs.import_run(run, dest)
+  assert (dest / "results.md").read_text() == "| table |\n"
+  assert sorted(os.listdir(dest)) == sorted(render_docs.RUN_FILES)
+
+  # From the command line: import, then render.
+  make_run(run, synthetic_results())
+  (tmp_path / "README.md").write_text(
+      "<!-- BEGIN GENERATED: default_run -->\n"
+      "<!-- END GENERATED: default_run -->\n")
+  assert render_docs.main(["--root", str(tmp_path), "--results_dir",
+                           "committed", "--import_run", str(run)]) == 0
+  assert "Wall time" in (tmp_path / "README.md").read_text()
