@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from pdiff.models.denoiser import PromptDenoiser
 from pdiff.models.policy import TunedPolicy
 from pdiff.tuning import prompt_diffuser as pd
 from pdiff.tuning import registry
@@ -51,11 +52,18 @@ def _model(context: registry.TuningContext, config):
 
 
 def prepare_template(context: registry.TuningContext, config):
-  model = _model(context, config)
-  k = model.denoiser.horizon
-  x = jnp.zeros((2, k, model.x_mean.shape[0]), jnp.float32)
-  y = jnp.zeros((2, k, 2), jnp.float32)
-  return jax.eval_shape(lambda: model.denoiser.init(
+  """Shapes and dtypes of stage 1's parameters, without the x0 statistics
+  that :func:`_model` computes (nothing but the shapes is needed here)."""
+  trajs = context.train_trajs
+  denoiser = PromptDenoiser(
+      horizon=context.plm.prompt_len,
+      transition_dim=trajs.observations.shape[-1] + trajs.actions.shape[-1] + 1,
+      hidden_sizes=tuple(config.hidden_sizes),
+      time_embed_dim=config.time_embed_dim,
+      cond_embed_dim=config.cond_embed_dim)
+  x = jnp.zeros((2, denoiser.horizon, denoiser.transition_dim), jnp.float32)
+  y = jnp.zeros((2, denoiser.horizon, 2), jnp.float32)
+  return jax.eval_shape(lambda: denoiser.init(
       jax.random.key(0), x, y, jnp.zeros((2,), jnp.int32))["params"])
 
 
