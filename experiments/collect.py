@@ -7,10 +7,14 @@ Writes ``{workdir}/datasets/{family}/{quality}/task_XX.npz`` (see
 WORKSPACE.md); files already there are kept, so a stopped run resumes.
 """
 
+import os
+import shutil
+
 from absl import flags, logging
 
 from experiments import launch
-from pdiff import envs
+from experiments.configs import run as run_configs
+from pdiff import envs, pipeline
 from pdiff.data import collect
 from pdiff.pipeline import validate
 
@@ -18,19 +22,36 @@ _CONFIG = launch.define_config("experiments/configs/collect.py",
                                "Collection config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.",
                                required=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rewrite existing files.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Delete the qualities' existing datasets first and "
+    "collect them again.")
 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config, workdir = _CONFIG.value, _WORKDIR.value
   try:
     family = envs.make(config.family, backend=config.backend)
   except ValueError as e:
     raise validate.ConfigError(f"config.family / config.backend: {e}") from e
   validate.check_collect_config(config, family.name, path="")
-  collect.collect_from_config(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                              progress=logging.info)
+  # The pipeline's dataset stage (with its stage records), so that
+  # experiments/pretrain.py and experiments/run.py with the same collection
+  # config reuse these files.
+  run_config = run_configs.get_config(family.name)
+  run_config.backend = config.backend
+  run_config.collect = config
+  qualities = list(config.qualities)
+  if _OVERWRITE.value:
+    for quality in qualities:
+      shutil.rmtree(os.path.join(workdir, "datasets", family.name, quality),
+                    ignore_errors=True)
+  pipeline.ensure_datasets(run_config, family, workdir, qualities,
+                           progress=logging.info)
+  summary = collect.dataset_return_summary(
+      os.path.join(workdir, "datasets"), family, qualities)
+  logging.info("mean return per task:\n%s",
+               collect.return_summary_markdown(summary))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ r"""Pre-trains Prompt-DT on a family's training tasks, then evaluates it.
 Reads ``{workdir}/datasets`` (collected first if missing), writes
 ``{workdir}/pretrain/`` (checkpoints, TensorBoard, policy.json, and the stage
 record experiments/run.py checks) and
-``{workdir}/results/pretrain_eval.{json,md}``. A stopped run resumes from its
+``{workdir}/results/pretrain_eval.{json,md}`` (and, with ``--export_to``, a
+shippable copy of the PLM). A stopped run resumes from its
 latest checkpoint; a work directory pre-trained with another config is
 refused, naming the fields that differ. ``--distributed`` calls
 ``jax.distributed.initialize()`` first (multi-host).
@@ -15,18 +16,25 @@ refused, naming the fields that differ. ``--distributed`` calls
 
 import os
 
+import jax
 from absl import flags, logging
 
 from experiments import launch
 from experiments.configs import run as run_configs
-from pdiff import envs, parallel, pipeline
+from pdiff import envs, parallel, pipeline, stages
 from pdiff.evaluation import pretrained as eval_pretrained
 from pdiff.pipeline import validate
+from pdiff.training import pretrain as pretrain_lib
 
 _CONFIG = launch.define_config("experiments/configs/pretrain.py",
                                "Pre-training config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.",
                                required=True)
+_EXPORT_TO = flags.DEFINE_string(
+    "export_to", None,
+    "Also write a compact copy of the PLM there (params.msgpack, config.json,"
+    " policy.json, curve.json, the evaluation and the pre-training config),"
+    " e.g. pdiff/assets/pretrained/FAMILY_PRESET to ship it.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Initialise jax.distributed (multi-host runs).")
 
@@ -53,13 +61,23 @@ def main(argv):
                                      [config.quality])
   plm, _ = pipeline.ensure_pretrained(run_config, family, workdir,
                                       digests[config.quality])
+  report = os.path.join(workdir, "results", "pretrain_eval")
   if config.eval_episodes:
     results = eval_pretrained.evaluate_pretrained(
         plm, family, dataset_root, quality=config.quality, num_shots=5,
         num_episodes=config.eval_episodes, seed=config.train.seed)
     logging.info("\n%s", eval_pretrained.write_report(
-        results, os.path.join(workdir, "results", "pretrain_eval"),
-        family=family.name, quality=config.quality))
+        results, report, family=family.name, quality=config.quality))
+  if _EXPORT_TO.value and jax.process_index() == 0:
+    config_file = os.path.join(workdir, "pretrain", "pretrain_config.json")
+    stages.write_json_atomic(config_file, config.to_dict())
+    extra = {"pretrain_config.json": config_file}
+    if config.eval_episodes:
+      extra.update({"evaluation.md": report + ".md",
+                    "evaluation.json": report + ".json"})
+    pretrain_lib.export_pretrained(os.path.join(workdir, "pretrain"),
+                                   _EXPORT_TO.value, extra_files=extra)
+    logging.info("exported the PLM to %s", _EXPORT_TO.value)
 
 
 if __name__ == "__main__":

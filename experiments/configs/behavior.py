@@ -7,24 +7,25 @@ command line (``--config.trainer.num_timesteps=...``).
 
 import ml_collections
 
-# Brax PPO settings per family, sized for a 2-core CPU. Field names are
-# brax.training.agents.ppo.train's keyword arguments.
+# Brax PPO settings per family, sized for a 2-core CPU: the budgets of the
+# shipped policies (their policy.json records the config they ran with).
+# Field names are brax.training.agents.ppo.train's keyword arguments.
 _PPO_PRESETS = {
     "cheetah_vel": dict(num_timesteps=10_000_000, num_envs=256, batch_size=256,
                         unroll_length=20, num_minibatches=8,
                         num_updates_per_batch=4, discounting=0.95,
                         learning_rate=3e-4, entropy_cost=1e-3,
                         reward_scaling=1.0, num_evals=11),
-    "cheetah_dir": dict(num_timesteps=3_000_000, num_envs=256, batch_size=256,
-                        unroll_length=20, num_minibatches=8,
+    "cheetah_dir": dict(num_timesteps=15_000_000, num_envs=256,
+                        batch_size=256, unroll_length=20, num_minibatches=8,
                         num_updates_per_batch=4, discounting=0.97,
                         learning_rate=3e-4, entropy_cost=1e-3,
-                        reward_scaling=1.0, num_evals=11),
-    "ant_dir": dict(num_timesteps=4_000_000, num_envs=256, batch_size=256,
+                        reward_scaling=1.0, num_evals=31),
+    "ant_dir": dict(num_timesteps=12_000_000, num_envs=256, batch_size=256,
                     unroll_length=10, num_minibatches=16,
                     num_updates_per_batch=4, discounting=0.97,
                     learning_rate=3e-4, entropy_cost=1e-2,
-                    reward_scaling=1.0, num_evals=11),
+                    reward_scaling=1.0, num_evals=25),
     "point_robot": dict(num_timesteps=200_000, num_envs=128, batch_size=128,
                         unroll_length=10, num_minibatches=4,
                         num_updates_per_batch=4, discounting=0.95,

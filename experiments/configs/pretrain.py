@@ -9,6 +9,7 @@ is for tests and smoke runs.
 import ml_collections
 
 from experiments.configs import prompt_dt as prompt_dt_configs
+from pdiff import envs
 
 PRESETS = ("paper", "cpu", "tiny")
 
@@ -31,6 +32,21 @@ def get_train_config() -> ml_collections.ConfigDict:
   return config
 
 
+# Segments per optimiser step of the cpu preset, over all training tasks.
+CPU_BATCH = 128
+
+
+def cpu_batch_per_task(family: str) -> int:
+  """The cpu preset's segments per task: at least 4, and at least
+  ``CPU_BATCH`` in all (cheetah-vel's 35 training tasks: 4; cheetah-dir's
+  2: 64; ant-dir's 45: 4)."""
+  try:
+    num_train = len(envs.make(family).train_tasks)
+  except ValueError:
+    return 4  # an unknown family: the run's validation names it
+  return max(4, -(-CPU_BATCH // num_train))
+
+
 def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
   family, _, preset = arg.partition(",")
   preset = preset or "cpu"
@@ -50,6 +66,14 @@ def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
   c.prompt_len = 5
   # J: episodes per prompt.
   c.prompt_episodes = 1
+  # Draw training trajectories in proportion to their length (Prompt-DT's
+  # p_sample); False draws them uniformly. Matters where episodes end early
+  # (ant-dir).
+  c.weight_by_length = True
+  # States pooled into the normalisation statistics: "train_and_test" (the
+  # training and the test tasks' datasets, Prompt-DT's --average_state_mean)
+  # or "train" (no test-task data before tuning).
+  c.state_statistics = "train_and_test"
   # Segments per training task in a batch (Prompt-DT: 16).
   c.batch_per_task = 16
   # Total optimiser steps.
@@ -64,7 +88,7 @@ def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
   c.eval_episodes = 10
   if preset == "cpu":
     c.context_len = 10
-    c.batch_per_task = 4
+    c.batch_per_task = cpu_batch_per_task(family)
     c.num_steps = 6_000
     c.ckpt_every = 1_000
     c.train.model.hidden_dim = 64

@@ -62,8 +62,8 @@ class AntDir(BraxTaskFamily):
   )
 
   name: str = "ant_dir"
-  return_target: float = 500.0
-  return_scale: float = 500.0
+  return_target: float = 1100.0
+  return_scale: float = 1000.0
   task_parameter_name: str = "goal"
   task_values: tuple[tuple[float, ...], ...] = task_table_field("ant_dir", "values")
   train_tasks: tuple[int, ...] = task_table_field("ant_dir", "train")

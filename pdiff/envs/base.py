@@ -71,6 +71,8 @@ class TaskFamily(abc.ABC):
     episode_length: steps per episode before truncation.
     return_target: return-to-go that prompts a Decision Transformer.
     return_scale: divisor of returns-to-go fed to a Decision Transformer.
+      The Brax families' values follow pdiff.data.conditioning's rule on
+      their shipped expert data (tests check that they do).
     task_parameter_name: what the task parameter is, e.g. ``"velocity"``.
     task_values: the task parameters, one tuple of ``P`` floats per task.
     train_tasks: indices of the training tasks.
@@ -89,6 +91,9 @@ class TaskFamily(abc.ABC):
 
   # Names of the per-step reward terms in ``EnvState.metrics``.
   metric_names: ClassVar[tuple[str, ...]] = ()
+  # The largest episode return the reward allows (None: unbounded); caps the
+  # return target of pdiff.data.conditioning's rule.
+  return_supremum: ClassVar[float | None] = None
 
   def __post_init__(self):
     if self.episode_length <= 0:

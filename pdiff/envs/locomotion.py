@@ -213,6 +213,7 @@ class CheetahVel(_HalfCheetahFamily):
   """
 
   name: str = "cheetah_vel"
+  return_supremum: ClassVar[float | None] = 0.0
   return_target: float = 0.0
   return_scale: float = 500.0
   task_parameter_name: str = "velocity"
@@ -234,8 +235,8 @@ class CheetahDir(_HalfCheetahFamily):
   """
 
   name: str = "cheetah_dir"
-  return_target: float = 1500.0
-  return_scale: float = 1000.0
+  return_target: float = 470.0
+  return_scale: float = 500.0
   task_parameter_name: str = "direction"
   task_values: tuple[tuple[float, ...], ...] = task_table_field(
       "cheetah_dir", "values")

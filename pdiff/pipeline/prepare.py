@@ -26,7 +26,7 @@ from pdiff.training import checkpointing
 from pdiff.training import pretrain as pretrain_lib
 
 DATASETS_VERSION = 1
-PRETRAIN_VERSION = 1
+PRETRAIN_VERSION = 2
 # Pre-training fields that do not change the parameters it produces.
 _PRETRAIN_NEUTRAL = ("log_every", "ckpt_every", "eval_episodes")
 
@@ -103,10 +103,34 @@ def ensure_datasets(config, family, workdir: str, qualities,
     stages.write_json_atomic(record_path,
                              dict(expected, status="complete", digest=digest))
     digests[quality] = digest
+  # The summary covers every complete quality of the directory, not only
+  # those asked for now.
+  complete = [q for q in collect.QUALITIES
+               if q in digests or _complete_elsewhere(config, family, root, q)]
   summary_path = os.path.join(root, family.name, "returns.json")
-  summary = collect.dataset_return_summary(root, family, list(qualities))
+  summary = collect.dataset_return_summary(root, family, complete)
   stages.write_json_atomic(summary_path, summary)
   return digests
+
+
+# The files of a shipped PLM that define what it computes; the others
+# (evaluation, training curve, pre-training config) document it and do not
+# enter its fingerprint.
+SHIPPED_MODEL_FILES = ("config.json", "params.msgpack", "policy.json")
+
+
+def _complete_elsewhere(config, family, root: str, quality: str) -> bool:
+  """Whether a quality not asked for now was collected, completely, with
+  ``config.collect`` (its behaviour policy may be absent: then no)."""
+  record = stages.read_record(
+      os.path.join(root, family.name, quality, stages.RECORD_FILE))
+  if record is None or record.get("status") != "complete":
+    return False
+  try:
+    fp = dataset_record(config, family, quality)["fingerprint"]
+  except OSError:
+    return False
+  return record.get("fingerprint") == fp
 
 
 def shipped_checkpoint_fits(src: str, config, family) -> str | None:
@@ -137,8 +161,7 @@ def pretrain_record(config, family, dataset_digest: str, shipped: str, *,
   pre-training config and its dataset."""
   if shipped:
     src = os.path.join(PRETRAINED_ASSETS, shipped)
-    files = sorted(p for p in glob.glob(os.path.join(src, "*"))
-                   if os.path.isfile(p))
+    files = [os.path.join(src, name) for name in SHIPPED_MODEL_FILES]
     return stages.make_record("pretrained_plm", PRETRAIN_VERSION,
                               dict(shipped=shipped),
                               dict(files=stages.file_digest(files)),

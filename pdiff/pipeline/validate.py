@@ -14,6 +14,7 @@ import os
 
 from pdiff import envs
 from pdiff.data.collect import QUALITIES as DATA_QUALITIES
+from pdiff.training.pretrain import STATE_STATISTICS
 from pdiff.tuning import registry
 
 PRETRAINED_ASSETS = os.path.join(
@@ -31,7 +32,8 @@ COLLECT_FIELDS = frozenset({
 PRETRAIN_FIELDS = frozenset({
     "family", "backend", "quality", "context_len", "prompt_len",
     "prompt_episodes", "batch_per_task", "num_steps", "log_every",
-    "ckpt_every", "train", "eval_episodes"})
+    "ckpt_every", "train", "eval_episodes", "weight_by_length",
+    "state_statistics"})
 
 
 class ConfigError(ValueError):
@@ -112,6 +114,10 @@ def check_pretrain_config(c, family_name: str, path: str = "pretrain") -> None:
   if envs.canonical_name(c.family) != family_name:
     _fail(_p(path, "family"), c.family, f"the run's family {family_name!r}")
   _choice(c, "quality", _p(path, "quality"), QUALITIES)
+  _choice(c, "state_statistics", _p(path, "state_statistics"),
+          STATE_STATISTICS)
+  if not isinstance(c.weight_by_length, bool):
+    _fail(_p(path, "weight_by_length"), c.weight_by_length, "True or False")
   for field in ("context_len", "prompt_len", "prompt_episodes",
                 "batch_per_task", "num_steps", "log_every", "ckpt_every"):
     _int(c, field, _p(path, field), low=1)

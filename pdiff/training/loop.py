@@ -8,6 +8,7 @@ exactly the parameters of an uninterrupted run with the same seed.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -33,6 +34,29 @@ from pdiff.training.train_state import (
     create_train_state,
 )
 from pdiff.types import Segments
+
+# Training metrics of every log line, one JSON object per line.
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """``{workdir}/metrics.jsonl`` as a list ordered by step; where a resumed
+  run logged a step twice, the later line wins. Empty if there is none."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  by_step = {}
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line:
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # a line cut short by a killed run
+      by_step[int(record["step"])] = record
+  return [by_step[k] for k in sorted(by_step)]
 
 Batch = tuple[Segments, Segments]
 SampleBatchFn = Callable[[jax.Array], Batch]
@@ -102,7 +126,8 @@ def train(
       Wrap it in `jax.jit` when it is pure JAX.
     init_batch: an example `(segments, prompts)` of the same shapes, used to
       initialise the parameters.
-    workdir: directory for `config.json`, `checkpoints/` and `tensorboard/`.
+    workdir: directory for `config.json`, `checkpoints/`, `tensorboard/` and
+      `metrics.jsonl` (one JSON line per log line; a resumed run appends).
     num_steps: train until the state's step reaches this (total, including
       steps done before a resume).
     log_every: steps between console/TensorBoard metric lines.
@@ -180,6 +205,8 @@ def train(
           for name, value in means.items():
             writer.add_scalar(f"train/{name}", value, done)
           writer.flush()
+          with open(os.path.join(workdir, METRICS_FILE), "a") as f:
+            f.write(json.dumps(dict(step=done, **means)) + "\n")
       if done % ckpt_every == 0 or done == num_steps:
         checkpointing.save_train_state(manager, state, force=True)
   finally:

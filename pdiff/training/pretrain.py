@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -30,11 +32,18 @@ from pdiff.types import Segments, Trajectories
 
 POLICY_FILE = "policy.json"
 PARAMS_FILE = "params.msgpack"
+# Training loss per log line of an exported PLM ([{"step", "loss"}, ...]).
+CURVE_FILE = "curve.json"
 # Where pre-training takes each prompt window in its trajectory: Prompt-DT's
 # protocol, the last K* steps before the final one. Recorded in policy.json
 # as ``prompt_position`` (files written before the field existed read back
 # as this value).
 PROMPT_POSITION = "last"
+# Which datasets the state statistics are pooled over: Prompt-DT's default
+# (``--average_state_mean``) pools the states of the training and the test
+# tasks' datasets; "train" uses the training tasks' alone (no test-task data
+# at all before tuning).
+STATE_STATISTICS = ("train_and_test", "train")
 
 
 def make_multitask_sampler(trajs_by_task: Trajectories, config, family,
@@ -69,10 +78,7 @@ def pretrain(config: ml_collections.ConfigDict, family, dataset_root: str,
   Returns:
     The trained policy, ready for evaluation and tuning.
   """
-  by_task = load_task_trajectories(family, dataset_root, config.quality,
-                                   family.train_tasks)
-  trajs = [by_task[i] for i in family.train_tasks]
-  mean, std = state_statistics(pooled(trajs))
+  trajs, mean, std = load_training_data(config, family, dataset_root)
   stacked = samplers.stack_tasks(trajs)
   sample_batch = make_multitask_sampler(stacked, config, family, mean, std)
   init_batch = sample_batch(jax.random.key(0))
@@ -87,6 +93,28 @@ def pretrain(config: ml_collections.ConfigDict, family, dataset_root: str,
   return load_pretrained_policy(workdir, params=jax.device_get(state.params))
 
 
+def load_training_data(config, family, dataset_root: str):
+  """The training tasks' trajectories (a list, in ``family.train_tasks``
+  order) and the state statistics ``(mean [ds], std [ds])`` pooled as
+  ``config.state_statistics`` says."""
+  if config.state_statistics not in STATE_STATISTICS:
+    raise ValueError(f"pretrain config: state_statistics is "
+                     f"{config.state_statistics!r}, expected one of "
+                     f"{STATE_STATISTICS}.")
+  by_task = load_task_trajectories(family, dataset_root, config.quality,
+                                   family.train_tasks)
+  trajs = [by_task[i] for i in family.train_tasks]
+  pool = list(trajs)
+  if config.state_statistics == "train_and_test":
+    extra = [i for i in family.test_tasks if i not in family.train_tasks]
+    if extra:
+      test = load_task_trajectories(family, dataset_root, config.quality,
+                                    tuple(extra))
+      pool += [test[i] for i in extra]
+  mean, std = state_statistics(pooled(pool))
+  return trajs, mean, std
+
+
 def _write_policy_info(workdir, config, family, mean, std):
   info = dict(family=family.name, backend=family.backend,
               quality=config.quality, return_scale=float(family.return_scale),
@@ -95,6 +123,8 @@ def _write_policy_info(workdir, config, family, mean, std):
               prompt_len=int(config.prompt_len),
               prompt_episodes=int(config.prompt_episodes),
               prompt_position=PROMPT_POSITION,
+              state_statistics=config.state_statistics,
+              weight_by_length=bool(config.weight_by_length),
               state_mean=np.asarray(mean).tolist(),
               state_std=np.asarray(std).tolist())
   path = os.path.join(workdir, POLICY_FILE)
@@ -127,18 +157,50 @@ def read_policy_info(workdir: str) -> dict:
 
 
 def export_pretrained(workdir: str, out_dir: str, *,
-                      step: int | None = None) -> None:
+                      step: int | None = None,
+                      extra_files: dict[str, str] | None = None) -> None:
   """Writes a compact copy of a pre-training directory: ``config.json``,
-  ``policy.json`` and the parameters alone as ``params.msgpack`` (no
-  optimiser state), which :func:`load_pretrained_policy` reads."""
+  ``policy.json``, the parameters alone as ``params.msgpack`` (no optimiser
+  state), which :func:`load_pretrained_policy` reads, and ``curve.json``
+  (the training loss per log line, when ``metrics.jsonl`` exists).
+
+  The copy is assembled in a temporary directory beside ``out_dir`` and
+  renamed into place, so an interrupted export leaves ``out_dir`` as it was.
+
+  Args:
+    workdir: the pre-training directory.
+    out_dir: the export's directory (replaced as a whole if it exists).
+    step: checkpoint step; the latest by default.
+    extra_files: ``{name: source path}`` copied into the export as well.
+  """
   _, params = checkpointing.load_pretrained(workdir, step)
-  os.makedirs(out_dir, exist_ok=True)
-  for name in ("config.json", POLICY_FILE):
-    with open(os.path.join(workdir, name)) as src:
-      text = src.read()
-    with open(os.path.join(out_dir, name), "w") as dst:
-      dst.write(text)
-  serialization.save_params(os.path.join(out_dir, PARAMS_FILE), params)
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
+  try:
+    sources = {name: os.path.join(workdir, name)
+               for name in ("config.json", POLICY_FILE)}
+    sources.update(extra_files or {})
+    for name, src in sources.items():
+      shutil.copyfile(src, os.path.join(staging, name))
+    curve = [dict(step=r["step"], loss=r["loss"])
+             for r in loop.read_metrics(workdir)]
+    if curve:
+      with open(os.path.join(staging, CURVE_FILE), "w") as f:
+        json.dump(curve, f, indent=0)
+    serialization.save_params(os.path.join(staging, PARAMS_FILE), params)
+    os.chmod(staging, 0o755)
+    old = None
+    if os.path.exists(out_dir):
+      old = tempfile.mkdtemp(dir=parent, prefix=".replaced-")
+      os.rmdir(old)
+      os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    if old is not None:
+      shutil.rmtree(old)
+  finally:
+    if os.path.exists(staging):
+      shutil.rmtree(staging)
 
 
 def _load_exported_params(workdir: str, model):

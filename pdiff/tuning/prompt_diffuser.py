@@ -8,8 +8,10 @@ Three stages (Hu et al., 2024):
    ``L_DM`` plus the downstream loss ``L_DT`` (eq. 7): the frozen PLM's action
    MSE on few-shot segments when prompted with the *generated* ``x0``, whose
    gradient flows back through the reverse chain. The two gradients are
-   combined as ``config.mode`` says: ``"dm_only"`` (no guidance), ``"sum"``
-   (``g_DM + lambda g_DT``) or ``"projection"`` (eq. 8-9, through
+   combined as ``config.mode`` says: ``"dm_only"`` (no guidance),
+   ``"dt_only"`` (``lambda g_DT`` alone, the paper's ablation without the
+   diffusion loss), ``"sum"`` (``g_DM + lambda g_DT``) or ``"projection"``
+   (eq. 8-9, through
    :func:`pdiff.optim.project_conflicting`). The whole loop is one
    ``lax.scan``, so it ``vmap``s over test tasks and seeds. The PLM stays
    frozen: only the denoiser's parameters are updated.
@@ -62,7 +64,7 @@ from pdiff.models.policy import PretrainedPolicy, masked_action_mse
 from pdiff.optim import project_conflicting
 from pdiff.types import Segments, Trajectories
 
-MODES = ("dm_only", "sum", "projection")
+MODES = ("dm_only", "dt_only", "sum", "projection")
 GUIDANCE_PATHS = ("chain", "one_step")
 SAMPLERS = ("ddpm", "ddim")
 # Config fields placing prompt windows in trajectories; each must equal the
@@ -385,6 +387,9 @@ def make_finetune(model: PromptDiffuser, plm: PretrainedPolicy,
         dt_loss, g_dt, cosine = jnp.nan, None, jnp.zeros(())
       if config.mode == "sum":
         g = jax.tree.map(lambda a, b: a + config.guidance_scale * b, g_dm, g_dt)
+        updates, opt_state = optimizer.update(g, opt_state, params)
+      elif config.mode == "dt_only":  # L_DM is still reported, not followed
+        g = jax.tree.map(lambda b: config.guidance_scale * b, g_dt)
         updates, opt_state = optimizer.update(g, opt_state, params)
       elif config.mode == "projection":
         updates, opt_state = optimizer.update(g_dm, opt_state, params,

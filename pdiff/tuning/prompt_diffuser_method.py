@@ -122,6 +122,9 @@ def variants(config):
   for mode in config.modes:
     c = ml_collections.ConfigDict(config.to_dict())
     c.mode = mode
+    # A row's config (and so its run's fingerprint) names its own mode only:
+    # the same mode's runs are shared by every list of modes it appears in.
+    c.modes = (mode,)
     rows.append((mode, c))
   return rows
 

@@ -180,3 +180,17 @@ def test_behavior_config_trainer_fields_are_brax_arguments():
 def test_jnp_actions_are_float32():
   policy, _ = behavior.load_policy(SHIPPED)
   assert policy(jnp.zeros((2, 4)), jax.random.key(0)).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("family", ["cheetah_vel", "cheetah_dir", "ant_dir"])
+def test_shipped_policies_ran_with_the_committed_config(family):
+  committed = behavior_configs.get_config(family).to_dict()
+  for quality in ("expert", "medium"):
+    path = os.path.join(behavior.shipped_policy_dir(family, quality),
+                        "policy.json")
+    with open(path) as f:
+      recorded = json.load(f)["config"]
+    for field in ("algorithm", "hidden", "value_hidden", "trainer", "seed"):
+      want = committed[field]
+      want = list(want) if isinstance(want, tuple) else want
+      assert recorded[field] == want, (path, field)

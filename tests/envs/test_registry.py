@@ -10,12 +10,13 @@ import pytest
 from pdiff import envs
 from pdiff.envs.locomotion import load_task_table
 
-# (name, num_tasks, episode_length, return_target, return_scale, P), from
-# the design: Prompt-DT's settings for the Brax families.
+# (name, num_tasks, episode_length, return_target, return_scale, P); the
+# Brax families' targets and scales follow pdiff.data.conditioning's rule on
+# their shipped expert data (tests/data/test_conditioning.py).
 EXPECTED = (
     ("cheetah_vel", 40, 200, 0.0, 500.0, 1),
-    ("cheetah_dir", 2, 200, 1500.0, 1000.0, 1),
-    ("ant_dir", 50, 200, 500.0, 500.0, 1),
+    ("cheetah_dir", 2, 200, 470.0, 500.0, 1),
+    ("ant_dir", 50, 200, 1100.0, 1000.0, 1),
     ("point_robot", 25, 20, -3.0, 10.0, 2),
 )
 

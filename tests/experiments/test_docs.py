@@ -296,3 +296,20 @@ def test_import_run_copies_the_three_files(tmp_path, table_markdown):
   assert render_docs.main(["--root", str(tmp_path), "--results_dir",
                            "committed", "--import_run", str(run)]) == 0
   assert "Wall time" in (tmp_path / "README.md").read_text()
+
+
+def test_import_to_fills_the_all_methods_block(tmp_path, table_markdown):
+  del table_markdown
+  run = tmp_path / "runs" / "cheetah_vel_all"
+  make_run(run, synthetic_results())
+  (tmp_path / "docs").mkdir()
+  (tmp_path / "docs" / "tuning.md").write_text(
+      "<!-- BEGIN GENERATED: all_methods -->\n"
+      "<!-- END GENERATED: all_methods -->\n")
+  assert render_docs.main(["--root", str(tmp_path), "--import_run", str(run),
+                           "--import_to", "results/cheetah_vel_all"]) == 0
+  block = (tmp_path / "docs" / "tuning.md").read_text()
+  assert "From `results/cheetah_vel_all/results.json`" in block
+  assert "Wall time" not in block  # shared rows: no run-wide wall time
+  # The default run's directory was not touched.
+  assert not (tmp_path / "results" / "cheetah_vel").exists()

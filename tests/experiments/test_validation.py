@@ -52,6 +52,7 @@ BAD = [
     ("pretrain.num_steps", 0, "pretrain.num_steps = 0"),
     ("pretrain.context_len", 0, "pretrain.context_len"),
     ("pretrain.quality", "best", "pretrain.quality"),
+    ("pretrain.state_statistics", "test", "pretrain.state_statistics"),
     ("pretrain.train.learning_rate", 0.0, "pretrain.train.learning_rate"),
     ("pretrain.train.model.hidden_dim", 0, "hidden_dim"),
     ("pretrain.train.model.state_dim", 5, "point_robot's 2"),

@@ -259,6 +259,7 @@ def test_finetune_dm_only(setup):
 @pytest.mark.parametrize("overrides", [
     dict(mode="projection", guidance_path="one_step", num_bases=2),
     dict(mode="sum", guidance_path="one_step"),
+    dict(mode="dt_only", guidance_path="one_step"),
 ])
 def test_guided_finetune_differs_from_dm_only(setup, overrides):
   plm, model, params, stacked, _ = setup
@@ -274,6 +275,18 @@ def test_guided_finetune_differs_from_dm_only(setup, overrides):
   np.testing.assert_allclose(metrics["dm_loss"][0], base_metrics["dm_loss"][0],
                              rtol=1e-5)
   assert params_differ(guided, base, tol=1e-4)
+
+
+def test_dt_only_follows_the_guidance_alone(setup):
+  """dt_only with lambda = 0 has a zero gradient: the parameters stay as
+  they were (bitwise), while L_DM and L_DT are still measured."""
+  plm, model, params, stacked, _ = setup
+  tuned, metrics = finetune_fn(model, plm, mode="dt_only",
+                               guidance_path="one_step", guidance_scale=0.0)(
+      params, first_task(stacked), jax.random.key(8))
+  assert_bitwise_equal(tuned, params)
+  assert np.all(np.isfinite(metrics["dm_loss"]))
+  assert np.all(np.isfinite(metrics["dt_loss"]))
 
 
 def test_finetune_leaves_out_the_held_out_trajectories(setup):
@@ -462,3 +475,19 @@ def test_policy_json_records_the_prompt_position(tmp_path):
     json.dump(dict(shipped, prompt_position="middle"), f)
   with pytest.raises(ValueError, match="prompt_position is 'middle'"):
     pretrain_lib.read_policy_info(workdir)
+
+
+def test_a_rows_config_names_its_own_mode_only():
+  """The same mode's row has the same config (so the same run fingerprint)
+  whatever list of modes it appears in."""
+  from experiments.configs import tuning as tuning_configs
+  from pdiff.tuning import prompt_diffuser_method
+
+  config = tuning_configs.get_config("prompt_diffuser")
+  config.modes = ("dm_only", "dt_only", "sum", "projection")
+  alone = tuning_configs.get_config("prompt_diffuser")
+  alone.modes = ("sum",)
+  rows = dict(prompt_diffuser_method.variants(config))
+  assert rows["sum"].to_dict() == dict(prompt_diffuser_method.variants(alone))[
+      "sum"].to_dict()
+  assert rows["sum"].modes == ("sum",) and rows["sum"].mode == "sum"

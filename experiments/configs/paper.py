@@ -1,0 +1,90 @@
+"""Configs of the paper's experiments (``experiments/paper.py``).
+
+Usage: ``--config=experiments/configs/paper.py:EXPERIMENT[,PRESET]`` with
+EXPERIMENT one of :data:`EXPERIMENTS` and PRESET ``cpu`` (default) or ``tiny``
+(a smoke run on point_robot):
+
+* ``table1``: every method on every family (the paper's Table 1);
+* ``ablation``: Prompt Diffuser's gradient combinations (the paper's
+  Figure 3).
+
+Each family runs ``experiments/configs/run.py:FAMILY,PRESET`` (``runs``) with
+the experiment's ``methods``, ``seeds`` and ``modes`` put in at run time, so
+that overriding those three fields here changes every family's run.
+"""
+
+import ml_collections
+
+from experiments.configs import run as run_configs
+from experiments.configs import tuning
+
+EXPERIMENTS = ("table1", "ablation")
+PRESETS = ("cpu", "tiny")
+# The paper's environments that are pdiff families, in the paper's order
+# (its Meta-World column has no pdiff family).
+PAPER_FAMILIES = ("cheetah_dir", "cheetah_vel", "ant_dir")
+# Prompt Diffuser's gradient combinations compared by the ablation.
+ABLATION_MODES = ("dm_only", "dt_only", "sum", "projection")
+
+
+def run_config(family: str, preset: str) -> ml_collections.ConfigDict:
+  """The pipeline config of one family under ``preset``.
+
+  ``tiny`` also shrinks what ``experiments/configs/run.py``'s tiny preset
+  keeps (PLM pre-training steps), so that a point_robot run takes seconds.
+  """
+  c = run_configs.get_config(f"{family},{preset}")
+  if preset == "tiny":
+    c.pretrain.num_steps = 4
+    c.pretrain.ckpt_every = 4
+    c.pretrain.log_every = 2
+  return c
+
+
+def get_config(arg: str = "table1") -> ml_collections.ConfigDict:
+  """The config of ``EXPERIMENT[,PRESET]``.
+
+  Args:
+    arg: ``"table1"``, ``"ablation"``, optionally followed by ``",cpu"`` or
+      ``",tiny"``.
+
+  Returns:
+    The experiment's ConfigDict.
+
+  Raises:
+    ValueError: an unknown experiment or preset (named with the allowed
+      values).
+  """
+  experiment, _, preset = arg.partition(",")
+  preset = preset or "cpu"
+  if experiment not in EXPERIMENTS:
+    raise ValueError(f"paper config: experiment must be one of {EXPERIMENTS}, "
+                     f"got {experiment!r} (argument {arg!r}).")
+  if preset not in PRESETS:
+    raise ValueError(f"paper config: preset must be one of {PRESETS}, got "
+                     f"{preset!r} (argument {arg!r}).")
+  c = ml_collections.ConfigDict()
+  # Which experiment: "table1" (methods x families) or "ablation" (Prompt
+  # Diffuser's gradient combinations).
+  c.experiment = experiment
+  # Preset of every family's run config (experiments/configs/run.py).
+  c.preset = preset
+  # Task families (pdiff.envs.make names), in table order; each runs in
+  # {workdir}/{family}, shared by the experiments.
+  c.families = PAPER_FAMILIES if preset == "cpu" else ("point_robot",)
+  # Seeds of every family's run (statistics are over seeds).
+  c.seeds = (0, 1, 2, 3, 4) if preset == "cpu" else (0,)
+  # Tuning methods (pdiff.tuning.registry names), in table order; "prompt_dt"
+  # is the baseline of table1's differences, "upper_bound" its normalisation.
+  c.methods = (tuning.ALL_METHODS if experiment == "table1"
+               else ("prompt_diffuser",))
+  # Prompt Diffuser's gradient combinations, one row each
+  # (pdiff.tuning.prompt_diffuser.MODES).
+  c.modes = (ABLATION_MODES if experiment == "ablation"
+             else tuple(tuning.prompt_diffuser_config().modes))
+  # Each family's pipeline config (experiments/configs/run.py:FAMILY,PRESET);
+  # its methods, seeds and tuning.prompt_diffuser.modes are replaced by the
+  # fields above.
+  c.runs = ml_collections.ConfigDict(
+      {family: run_config(family, preset) for family in c.families})
+  return c

@@ -1,0 +1,1 @@
+"""Renderers of the generated blocks of README.md and docs/*.md."""

@@ -1,0 +1,209 @@
+"""Renderers of what each task family ships and reaches: return conditioning
+(docs/envs.md), behaviour policies and their datasets (docs/envs.md), the
+shipped PLMs (docs/training.md) and the headroom of prompt tuning
+(docs/tuning.md)."""
+
+from __future__ import annotations
+
+import pathlib
+
+from experiments.doc_blocks.common import (
+  MissingInputError,
+  Sources,
+  _load_json,
+  _rel,
+  _seconds,
+  _table,
+)
+
+BRAX_FAMILIES = ("cheetah_vel", "cheetah_dir", "ant_dir")
+# Prompt-DT's own settings (mxu34/prompt-dt, prompt_dt/prompt_utils.py,
+# gen_env): (target, scale) on its MuJoCo data, quoted for comparison.
+PROMPT_DT_CONDITIONING = {"cheetah_vel": (0.0, 500.0),
+                          "cheetah_dir": (1500.0, 1000.0),
+                          "ant_dir": (500.0, 500.0)}
+# pdiff's strength bars for the expert data (per-task mean returns):
+# (bar on the mean over tasks, bar on every task), or per task by index.
+EXPERT_BARS = {
+    "cheetah_vel": dict(mean=-70.0, every=-150.0),
+    "cheetah_dir": dict(task={0: 600.0, 1: 400.0}),
+    "ant_dir": dict(mean=450.0, every=300.0),
+}
+
+
+def _returns(sources: Sources, family: str) -> tuple[pathlib.Path, dict]:
+  path = sources.path(f"pdiff/assets/behavior/{family}/dataset_returns.json")
+  return path, _load_json(path)
+
+
+def _splits(sources: Sources) -> dict:
+  return _load_json(sources.path("pdiff/envs/tasks.json"))
+
+
+def _mean(values) -> float:
+  values = list(values)
+  return sum(values) / len(values)
+
+
+def render_return_conditioning(sources: Sources) -> str:
+  """Each family's return target and scale by pdiff.data.conditioning's
+  rule on its training tasks' expert data (docs/envs.md)."""
+  from pdiff import envs
+  from pdiff.data import conditioning
+
+  splits = _splits(sources)
+  rows = []
+  for name in BRAX_FAMILIES:
+    _, returns = _returns(sources, name)
+    train = splits[name]["train_tasks"]
+    expert = [returns["expert"][str(t)] for t in train]
+    family = envs.make(name)
+    target, scale = conditioning.return_conditioning(
+        returns["expert"], train, return_supremum=family.return_supremum)
+    pdt = PROMPT_DT_CONDITIONING[name]
+    rows.append([f"`{name}`", f"{max(expert):.1f}",
+                 f"{max(abs(v) for v in expert):.1f}", f"{scale:g}",
+                 f"{target:g}" + (" (capped)" if target ==
+                                  family.return_supremum else ""),
+                 f"{pdt[0]:g} / {pdt[1]:g}"])
+  return (
+      "From `pdiff/assets/behavior/FAMILY/dataset_returns.json` (mean return "
+      "of each training task's expert dataset) by the rule of "
+      "`pdiff/data/conditioning.py`; `tests/data/test_conditioning.py` fails "
+      "if a family's constants differ from the rule's output.\n\n"
+      + _table(["family", "best training task", "largest abs(return)",
+                "return scale", "return target", "Prompt-DT target / scale"],
+               rows, ["l", "r", "r", "r", "r", "r"]))
+
+
+def _bar_status(name: str, per_task: dict) -> str:
+  bar = EXPERT_BARS[name]
+  values = list(per_task.values())
+  parts, met = [], True
+  if "mean" in bar:
+    ok = _mean(values) >= bar["mean"]
+    met &= ok
+    parts.append(f"mean >= {bar['mean']:g}")
+  if "every" in bar:
+    ok = min(values) >= bar["every"]
+    met &= ok
+    parts.append(f"every task >= {bar['every']:g}")
+  for task, value in bar.get("task", {}).items():
+    ok = per_task[str(task)] >= value
+    met &= ok
+    parts.append(f"task {task} >= {value:g}")
+  return ", ".join(parts) + (": **met**" if met else ": **not met**")
+
+
+def render_behavior_policies(sources: Sources) -> str:
+  """Each family's behaviour policy and dataset returns (docs/envs.md)."""
+  rows = []
+  for name in BRAX_FAMILIES:
+    _, returns = _returns(sources, name)
+    summary = _load_json(
+        sources.path(f"pdiff/assets/behavior/{name}/summary.json"))
+    curve = summary.get("curve") or []
+    steps = f"{curve[-1][0] / 1e6:.1f}M" if curve else "-"
+    last = f"{curve[-1][1]:.1f}" if curve else "-"
+    cells, means = [], {}
+    for quality in ("expert", "medium", "random"):
+      values = list(returns[quality].values())
+      means[quality] = _mean(values)
+      cells.append(f"{means[quality]:.1f} ({min(values):.1f} to "
+                   f"{max(values):.1f})")
+    share = ((means["medium"] - means["random"])
+             / (means["expert"] - means["random"]) * 100)
+    rows.append([f"`{name}`", steps, _seconds(summary["train_seconds"]),
+                 last, *cells, f"{share:.0f}%",
+                 _bar_status(name, returns["expert"])])
+  return (
+      "Mean episode return of each dataset over all tasks (lowest to highest "
+      "task in brackets), from `pdiff/assets/behavior/FAMILY/"
+      "dataset_returns.json`; PPO environment steps, training time and the "
+      "last evaluation return of Brax's trainer (which averages over tasks "
+      "drawn at random) from `summary.json`, whose `curve` holds every "
+      "evaluation. *Medium* is where the medium data's mean lies on the way "
+      "from the random data's to the expert data's (the aim: about 50%).\n\n"
+      + _table(["family", "PPO steps", "training time", "last evaluation",
+                "expert data", "medium data", "random data", "medium",
+                "expert bar"], rows,
+               ["l", "r", "r", "r", "r", "r", "r", "r", "l"]))
+
+
+def _split_row(evaluation: dict, split: str) -> tuple[float, float]:
+  s = evaluation[split]
+  return _mean(s["return_mean"]), _mean(s["dataset_return"])
+
+
+def render_shipped_plms(sources: Sources) -> str:
+  """The shipped pre-trained Prompt-DTs and how close they come to their
+  data (docs/training.md)."""
+  root = sources.path("pdiff/assets/pretrained")
+  rows = []
+  for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+    config = _load_json(directory / "config.json")
+    policy = _load_json(directory / "policy.json")
+    model = config["model"]
+    pretrain = directory / "pretrain_config.json"
+    steps = (f"{_load_json(pretrain)['num_steps']:,}" if pretrain.is_file()
+             else "-")
+    curve = directory / "curve.json"
+    loss = f"{_load_json(curve)[-1]['loss']:.4f}" if curve.is_file() else "-"
+    evaluation = _load_json(directory / "evaluation.json")
+    cells = []
+    for split in ("train", "test"):
+      got, data = _split_row(evaluation, split)
+      gap = (got - data) / abs(data) * 100 if data else float("nan")
+      cells.append(f"{got:.1f} vs {data:.1f} ({gap:+.0f}%)")
+    # PLMs exported before these fields existed sampled trajectories
+    # uniformly and pooled the training tasks' states only.
+    sampling = ("by length" if policy.get("weight_by_length", False)
+                else "uniform")
+    statistics = policy.get("state_statistics", "train").replace("_", " ")
+    rows.append([f"`{directory.name}`", policy["family"],
+                 f"{model['hidden_dim']} / {model['num_layers']} / "
+                 f"{policy['context_len']} / {policy['prompt_len']}",
+                 f"{sampling}; {statistics}", steps, loss, *cells])
+  return (
+      "From `pdiff/assets/pretrained/NAME/` (`evaluation.json`: every task "
+      "of the split, prompted with the last K* steps of one of 5 expert "
+      "trajectories, against the mean return of that task's expert data; "
+      "`curve.json`: the training loss):\n\n"
+      + _table(["PLM", "family", "embed / layers / K / K*",
+                "trajectories; state statistics", "steps", "final loss",
+                "training tasks: PLM vs data", "test tasks: PLM vs data"],
+               rows, ["l", "l", "l", "l", "r", "r", "r", "r"]))
+
+
+def render_headroom(sources: Sources) -> str:
+  """Few-shot prompt, full-data upper bound and expert data on each
+  family's test tasks: the room prompt tuning has (docs/tuning.md)."""
+  rows = []
+  for path in sorted(sources.path("results").glob("*/results.json")):
+    results = _load_json(path)
+    methods = results.get("methods") or {}
+    if "prompt_dt" not in methods or "upper_bound" not in methods:
+      continue
+    family = results["family"]
+    _, returns = _returns(sources, family)
+    data = _mean(returns["expert"][str(t)] for t in results["test_tasks"])
+    few, upper = methods["prompt_dt"], methods["upper_bound"]
+    rows.append([f"`{family}`", f"`{_rel(sources, path)}`",
+                 str(few["num_seeds"]),
+                 f"{few['mean']:.1f} [{few['ci_low']:.1f}, "
+                 f"{few['ci_high']:.1f}]",
+                 f"{upper['mean']:.1f} [{upper['ci_low']:.1f}, "
+                 f"{upper['ci_high']:.1f}]",
+                 f"{data:.1f}", f"{upper['mean'] - few['mean']:+.1f}"])
+  if not rows:
+    raise MissingInputError(
+        f"{_rel(sources, sources.path('results'))}/*/results.json with "
+        "prompt_dt and upper_bound rows")
+  return (
+      "Test-task return (mean over seeds [95% CI]) of the plain few-shot "
+      "prompt and of the full-data upper bound (the PLM fine-tuned on the "
+      "test task's whole dataset), beside the mean return of the test "
+      "tasks' expert data, from every committed run that has both rows:\n\n"
+      + _table(["family", "run", "seeds", "few-shot prompt",
+                "full-data upper bound", "expert data", "room"], rows,
+               ["l", "l", "r", "r", "r", "r", "r"]))

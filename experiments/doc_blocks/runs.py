@@ -1,0 +1,114 @@
+"""Renderers of run results: the default run's table and timings and the
+reference returns (README.md)."""
+
+from __future__ import annotations
+
+from experiments.doc_blocks.common import (
+  DEFAULT_FAMILY,
+  Sources,
+  _load_json,
+  _rel,
+  _seconds,
+  _table,
+)
+
+
+def render_reference_returns(sources: Sources) -> str:
+  """Dataset returns of the default family's test tasks (README.md)."""
+  path = sources.path(
+      f"pdiff/assets/behavior/{DEFAULT_FAMILY}/dataset_returns.json")
+  returns = _load_json(path)
+  tasks_path = sources.path("pdiff/envs/tasks.json")
+  tests = _load_json(tasks_path)[DEFAULT_FAMILY]["test_tasks"]
+  rows = []
+  for quality, per_task in returns.items():
+    values = [per_task[str(t)] for t in tests]
+    rows.append([quality] + [f"{v:.1f}" for v in values]
+                + [f"{sum(values) / len(values):.1f}"])
+  return (
+      f"Mean episode return of the offline datasets of {DEFAULT_FAMILY}'s "
+      f"test tasks (`{_rel(sources, path)}`; expert and medium: the shipped "
+      "behaviour policies, random: uniform random actions):\n\n"
+      + _table(["data"] + [f"task {t}" for t in tests] + ["mean"], rows,
+               ["l"] + ["r"] * (len(tests) + 1)))
+
+
+_STAGE_LABELS = {
+    "datasets": "datasets",
+    "pretrain": "PLM (pre-training or copy of the shipped checkpoint)",
+    "diffusion_pretrain": "diffusion pre-training",
+}
+
+
+def timing_sentence(results: dict) -> str:
+  """Wall time of the run, per stage, and the machine, from results.json."""
+  stages = results.get("stage_seconds") or {}
+  parts = [f"{_STAGE_LABELS.get(k, k.replace('_', ' '))} {_seconds(v)}"
+           for k, v in stages.items()]
+  methods = results.get("methods") or {}
+  tune = sum(sum(r.get("tune_seconds") or ()) for r in methods.values())
+  evals = sum(sum(r.get("eval_seconds") or ()) for r in methods.values())
+  if tune or evals:
+    parts.append(f"tuning {_seconds(tune)} and evaluation {_seconds(evals)} "
+                 "summed over methods and seeds")
+  wall = results.get("wall_seconds")
+  text = "Wall time" + (f" {_seconds(wall)} in all" if wall is not None else "")
+  if parts:
+    text += ": " + ", ".join(parts)
+  machine = (results.get("provenance") or {}).get("machine")
+  if machine:
+    text += f"; machine: {machine}"
+  return text + "."
+
+
+def render_default_run(sources: Sources) -> str:
+  """The default run's table and timings (README.md)."""
+  return _render_run(sources, sources.results_file(), timing=True)
+
+
+# Where the cheetah-vel run of every registered method is committed.
+ALL_METHODS_RESULTS = "results/cheetah_vel_all/results.json"
+
+
+def render_all_methods(sources: Sources) -> str:
+  """Every registered method on cheetah-vel's default config
+  (docs/tuning.md). Its timings are per row (tuning s / seed): rows shared
+  with an earlier run in the same work directory were not recomputed, so the
+  run's wall time would not count them."""
+  return _render_run(sources, sources.path(ALL_METHODS_RESULTS),
+                     timing=False)
+
+
+def _render_run(sources: Sources, path, *, timing: bool) -> str:
+  from pdiff.evaluation import report
+
+  results = _load_json(path)
+  config = results.get("config") or {}
+  setup = []
+  if config.get("eval_episodes") is not None:
+    setup.append(f"{config['eval_episodes']} evaluation episodes per test "
+                 "task and seed")
+  if results.get("backend"):
+    setup.append(f"Brax backend `{results['backend']}`")
+  if config.get("pretrained"):
+    setup.append(f"PLM: the shipped checkpoint `{config['pretrained']}`")
+  text = f"From `{_rel(sources, path)}`"
+  text += (": " + "; ".join(setup) + ".") if setup else "."
+  text += "\n\n" + report.results_table_markdown(results).strip()
+  return text + ("\n\n" + timing_sentence(results) if timing else "")
+
+
+# Families whose default run is committed under results/FAMILY/ beside the
+# README's (cheetah-vel), in the paper's order.
+OTHER_FAMILIES = ("cheetah_dir", "ant_dir")
+
+
+def render_family_runs(sources: Sources) -> str:
+  """The default run of every other family, one table each
+  (docs/results.md)."""
+  parts = []
+  for family in OTHER_FAMILIES:
+    path = sources.path(f"results/{family}/results.json")
+    parts.append(f"### `{family}`\n\n"
+                 + _render_run(sources, path, timing=True))
+  return "\n\n".join(parts)

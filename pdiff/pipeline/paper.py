@@ -1,0 +1,395 @@
+"""The paper's experiments over task families: Table 1 and the ablation.
+
+:func:`run_experiment` runs :func:`pdiff.pipeline.run` for each family in
+``{workdir}/{family}``, shared by the experiments (each finds the other's
+datasets, PLM, Prompt Diffuser stage-1 models and runs of the same config
+through their fingerprints), then writes
+``{workdir}/paper/{experiment}.{json,md,png}``:
+
+* ``table1``: per family, every method's return with its interval over
+  seeds, its difference to the few-shot prompt (``prompt_dt``) paired by
+  seed, the normalised score ``(R - R_random) / (R_upper - R_random)`` and
+  the published figure beside it; then which differences are significant
+  and whether the paper's orderings hold;
+* ``ablation``: per family, each of Prompt Diffuser's gradient combinations
+  with its difference to ``prompt_diffuser[dm_only]``, paired by seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from pdiff import atomic, envs, stages
+from pdiff.evaluation import statistics
+from pdiff.pipeline import prepare
+from pdiff.pipeline.run import run as run_pipeline
+from pdiff.pipeline.validate import ConfigError, check_run_config
+
+EXPERIMENTS = ("table1", "ablation")
+PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
+                         "published", "prompt_diffuser.json")
+BASELINE = statistics.BASELINE
+UPPER_BOUND = "upper_bound"
+ABLATION_REFERENCE = "prompt_diffuser[dm_only]"
+# The row standing for a paper's method where a method has several rows:
+# the paper's Prompt Diffuser projects conflicting gradients.
+PAPER_ROWS = {"prompt_diffuser": "prompt_diffuser[projection]"}
+# (higher, lower): the orderings of the paper's Table 1, in every environment.
+PAPER_ORDERINGS = (("prompt_diffuser", "prompt_tuning_dt"),
+                   ("prompt_diffuser", "prompt_dt"),
+                   ("prompt_tuning_dt", "prompt_dt"))
+_fmt = statistics.format_number
+
+
+def paper_row(method: str) -> str:
+  """The table row (label) that stands for the paper's ``method``."""
+  return PAPER_ROWS.get(method, method)
+
+
+def load_published(path: str = PUBLISHED) -> dict:
+  """The published figures (``pdiff/assets/published/prompt_diffuser.json``)."""
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises :class:`ConfigError` naming the first bad field of ``config``."""
+  if config.experiment not in EXPERIMENTS:
+    raise ConfigError(f"config.experiment = {config.experiment!r}: expected "
+                      f"one of {EXPERIMENTS}.")
+  families = tuple(config.families)
+  known = sorted(config.runs.keys())
+  if (not families or len(set(families)) != len(families)
+      or any(f not in known for f in families)):
+    raise ConfigError(f"config.families = {families!r}: expected distinct "
+                      f"families with a run config in config.runs ({known}).")
+  for family in families:
+    if config.runs[family].family != family:
+      raise ConfigError(f"config.runs.{family}.family = "
+                        f"{config.runs[family].family!r}: expected {family!r}.")
+  if config.experiment == "ablation" and "prompt_diffuser" not in config.methods:
+    raise ConfigError(f"config.methods = {tuple(config.methods)!r}: expected "
+                      "'prompt_diffuser' among them for the ablation.")
+
+
+def family_config(config: ml_collections.ConfigDict,
+                  family: str) -> ml_collections.ConfigDict:
+  """``config.runs[family]`` with the experiment's methods, seeds and modes."""
+  c = config.runs[family].copy_and_resolve_references()
+  c.methods = tuple(config.methods)
+  c.seeds = tuple(config.seeds)
+  c.tuning.prompt_diffuser.modes = tuple(config.modes)
+  return c
+
+
+def random_return(summary: Mapping, test_tasks: Sequence[int]) -> float:
+  """Mean return of the test tasks' random datasets.
+
+  Args:
+    summary: a dataset ``returns.json``: ``{quality: {task index (str):
+      mean return}}``.
+    test_tasks: the task indices to average over.
+
+  Returns:
+    The mean over ``test_tasks`` of ``summary["random"]``.
+  """
+  if "random" not in summary:
+    raise ValueError(f"the dataset summary has no 'random' quality (has "
+                     f"{sorted(summary)}).")
+  return float(np.mean([summary["random"][str(t)] for t in test_tasks]))
+
+
+def normalized_score(value: float, random: float, upper: float) -> float | None:
+  """``(value - random) / (upper - random)``; ``None`` when upper == random."""
+  return None if upper == random else float((value - random) / (upper - random))
+
+
+def seed_difference(row: Mapping, reference: Mapping, *,
+                    confidence: float = 0.95) -> dict:
+  """``row - reference`` paired by seed, from their ``per_seed`` means.
+
+  Returns:
+    :func:`statistics.paired_difference`'s ``mean``, ``std``, ``sem``,
+    ``ci_low``, ``ci_high``, ``significant``, ``confidence``, ``num_seeds``
+    and ``per_seed``.
+  """
+  d = statistics.paired_difference([[x] for x in row["per_seed"]],
+                                   [[x] for x in reference["per_seed"]],
+                                   confidence=confidence)
+  return {k: v for k, v in d.items() if not k.startswith("per_task")}
+
+
+def _cell(d: Mapping, sign: bool = False) -> str:
+  """``mean [ci_low, ci_high]`` (``[n/a]`` without an interval)."""
+  interval = statistics.format_interval(d.get("ci_low"), d.get("ci_high"))
+  return (f"{_fmt(d['mean'], sign=sign)} "
+          + (interval if d.get("ci_low") is not None else "[n/a]"))
+
+
+def orderings(rows: Mapping[str, Mapping], *,
+              confidence: float = 0.95) -> list[dict]:
+  """Whether pdiff's means order each pair as the paper does.
+
+  Returns:
+    Per pair of :data:`PAPER_ORDERINGS`: ``higher``, ``lower`` (row labels),
+    ``measured`` (both rows present) and, when measured, ``difference``
+    (:func:`seed_difference` of higher - lower), ``same_order`` (whether its
+    mean is positive; ``None`` for equal means) and ``significant``.
+  """
+  out = []
+  for high, low in PAPER_ORDERINGS:
+    entry = dict(higher=paper_row(high), lower=paper_row(low))
+    entry["measured"] = entry["higher"] in rows and entry["lower"] in rows
+    if entry["measured"]:
+      d = seed_difference(rows[entry["higher"]], rows[entry["lower"]],
+                          confidence=confidence)
+      entry.update(difference=d, same_order=(None if d["mean"] == 0
+                                             else d["mean"] > 0),
+                   significant=d["significant"])
+    out.append(entry)
+  return out
+
+
+def ordering_sentence(family: str, pairs: Sequence[Mapping]) -> str:
+  """One sentence on :func:`orderings`' pairs of ``family``."""
+  parts = []
+  for p in pairs:
+    claim = f"{p['higher']} above {p['lower']}"
+    if not p["measured"]:
+      parts.append(f"{claim} is not measured (a row is missing)")
+      continue
+    d = p["difference"]
+    n = d["num_seeds"]
+    if p["significant"] is None:
+      sig = f"not testable with {n} seed" + ("" if n == 1 else "s")
+    else:
+      level = statistics.confidence_label(d["confidence"])
+      sig = ("significant" if p["significant"] else "not significant") + (
+          f" at {level}")
+    order = {True: "holds", False: "is reversed",
+             None: "is a tie"}[p["same_order"]]
+    interval = statistics.format_interval(d["ci_low"], d["ci_high"])
+    parts.append(f"{claim} {order} ({_fmt(d['mean'], sign=True)}, CI "
+                 f"{interval}, {sig})")
+  return (f"On {family}, of the paper's orderings: " + "; ".join(parts) + ".")
+
+
+def _figures(row: Mapping) -> dict:
+  return {k: row.get(k) for k in ("mean", "std", "ci_low", "ci_high",
+                                  "per_seed")}
+
+
+def _rows(results: Mapping) -> dict:
+  order = results.get("row_order") or list(results["methods"])
+  return {label: results["methods"][label] for label in order}
+
+
+def _common(results: Mapping) -> dict:
+  return {k: results.get(k) for k in ("family", "test_tasks", "seeds",
+                                       "num_shots", "few_shot_quality",
+                                       "fingerprint", "provenance",
+                                       "wall_seconds")}
+
+
+def table1_section(results: Mapping, random: float | None,
+                   published: Mapping) -> dict:
+  """Table 1's part of one family, from its results dict.
+
+  Args:
+    results: :func:`pdiff.pipeline.run`'s dict.
+    random: the random datasets' mean test return (``None``: no score).
+    published: ``{method: {"returns": {family: {"mean", "plus_minus"}}}}``
+      (the published JSON's ``table1.methods``).
+
+  Returns:
+    ``columns`` and per row (``row_order``) its figures and ``cells`` (the
+    markdown's), the significance and ordering sentences, and the run's
+    ``fingerprint``, ``provenance`` and ``wall_seconds``.
+  """
+  rows = _rows(results)
+  family = results["family"]
+  upper = rows[UPPER_BOUND]["mean"] if UPPER_BOUND in rows else None
+  scored = upper is not None and random is not None
+  level = statistics.confidence_label(
+      next(iter(rows.values())).get("confidence", 0.95))
+  columns = ["method", f"return, mean [{level} CI]",
+             f"difference to {BASELINE} [{level} CI]"]
+  columns += ["normalised score"] if scored else []
+  columns += ["published"]
+  out_rows = {}
+  for label, row in rows.items():
+    paired = row.get("paired")
+    diff = ({k: v for k, v in paired.items() if not k.startswith("per_task")}
+            if paired else None)
+    score = normalized_score(row["mean"], random, upper) if scored else None
+    pub = None
+    if paper_row(row["method"]) == label:
+      pub = published.get(row["method"], {}).get("returns", {}).get(family)
+    cells = [label, _cell(row),
+             _cell(diff, sign=True) if diff else
+             ("baseline" if label == BASELINE else "n/a")]
+    if scored:
+      cells.append(_fmt(score, 2))
+    cells.append(f"{pub['mean']:.1f} +- {pub['plus_minus']:.1f}" if pub
+                 else "-")
+    out_rows[label] = dict(_figures(row), method=row["method"],
+                           difference=diff, normalized_score=score,
+                           published=pub, cells=cells)
+  sentence = ((results.get("statistics") or {}).get("sentence")
+              or statistics.significance_sentence(rows, BASELINE))
+  pairs = orderings(rows)
+  return dict(_common(results), columns=columns, row_order=list(rows),
+              rows=out_rows, random_return=random, upper_bound_return=upper,
+              significance_sentence=sentence, orderings=pairs,
+              ordering_sentence=ordering_sentence(family, pairs))
+
+
+def ablation_section(results: Mapping) -> dict:
+  """The ablation's part of one family: Prompt Diffuser's rows, each with
+  its difference to :data:`ABLATION_REFERENCE`, paired by seed."""
+  rows = {k: r for k, r in _rows(results).items()
+          if r["method"] == "prompt_diffuser"}
+  ref = ABLATION_REFERENCE if ABLATION_REFERENCE in rows else None
+  level = statistics.confidence_label(
+      next(iter(rows.values())).get("confidence", 0.95))
+  columns = ["mode", f"return, mean [{level} CI]",
+             f"difference to {ref or 'the reference'} [{level} CI]"]
+  out_rows, compared = {}, {}
+  for label, row in rows.items():
+    diff = (seed_difference(row, rows[ref], confidence=row["confidence"])
+            if ref is not None and label != ref else None)
+    compared[label] = dict(row, paired=diff) if diff else dict(row)
+    cells = [label, _cell(row), _cell(diff, sign=True) if diff else
+             ("baseline" if label == ref else "n/a")]
+    out_rows[label] = dict(_figures(row), difference=diff, cells=cells)
+  return dict(_common(results), columns=columns, row_order=list(rows),
+              rows=out_rows, reference=ref,
+              significance_sentence=statistics.significance_sentence(
+                  compared, ref))
+
+
+def caption(experiment: str, source: str | None = None) -> str:
+  """The paragraph under an experiment's tables."""
+  text = ("Mean over seeds of pdiff's task-averaged test return, with its "
+          "Student-t interval over seeds; differences are paired by seed.")
+  if experiment == "ablation":
+    return text + (" The paper's Figure 3 gives no numbers, so there is no "
+                   "published column.")
+  return text + (
+      " The normalised score is (R - R_random) / (R_upper - R_random): "
+      "R_random is the mean return of the test tasks' random datasets, "
+      f"R_upper the mean of the {UPPER_BOUND} row. pdiff's physics and data "
+      "differ from the paper's (Brax, not MuJoCo; its own behaviour policies "
+      "and datasets), so its returns do not compare with the published "
+      "ones: only orderings and ratios to each family's upper bound do. "
+      f"Published figures: {source}; the paper's Prompt Diffuser stands "
+      f"beside {paper_row('prompt_diffuser')}. The paper's averages over "
+      "its four environments include Meta-World, which pdiff does not "
+      "have (pdiff/assets/published/prompt_diffuser.json).")
+
+
+def markdown(report: Mapping) -> str:
+  """The markdown of an experiment's report (:func:`run_experiment`)."""
+  title = {"table1": "Table 1: few-shot prompt tuning, every method",
+           "ablation": "Ablation: Prompt Diffuser's gradient combinations"}
+  lines = [f"## {title[report['experiment']]}", ""]
+  for family in report["family_order"]:
+    s = report["families"][family]
+    n = len(s["seeds"])
+    lines += [f"### {family} ({n} seed{'' if n == 1 else 's'}, "
+              f"{s['num_shots']}-shot {s['few_shot_quality']} data)", "",
+              "| " + " | ".join(s["columns"]) + " |",
+              "|" + "|".join("---" for _ in s["columns"]) + "|"]
+    lines += ["| " + " | ".join(s["rows"][label]["cells"]) + " |"
+              for label in s["row_order"]]
+    lines += ["", s["significance_sentence"]]
+    if "ordering_sentence" in s:
+      lines += ["", s["ordering_sentence"]]
+    lines.append("")
+  return "\n".join(lines + [report["caption"], ""])
+
+
+def save_figure(path: str, report: Mapping) -> None:
+  """One bar chart per family (mean return per row, interval bars)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  families = report["family_order"]
+  width = max(len(report["families"][f]["row_order"]) for f in families)
+  fig, axes = plt.subplots(1, len(families), squeeze=False,
+                           figsize=(len(families) * (1.6 + 0.9 * width), 3.8))
+  for ax, family in zip(axes[0], families, strict=True):
+    s = report["families"][family]
+    labels = s["row_order"]
+    rows = [s["rows"][label] for label in labels]
+    means = [r["mean"] for r in rows]
+    ax.bar(range(len(labels)), means, color=[f"C{i}" for i in range(len(rows))])
+    bars = [i for i, r in enumerate(rows) if r["ci_low"] is not None]
+    if bars:
+      ax.errorbar(bars, [means[i] for i in bars], fmt="none", ecolor="black",
+                  capsize=4, yerr=[0.5 * (rows[i]["ci_high"] - rows[i]["ci_low"])
+                                   for i in bars])
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_title(family)
+    ax.set_ylabel("test return (mean, interval over seeds)")
+  fig.suptitle(f"pdiff, {report['experiment']}")
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=110)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) every family of ``config``'s experiment.
+
+  Args:
+    config: ``experiments/configs/paper.py``'s config.
+    workdir: root of the families' work directories and of ``paper/``.
+
+  Returns:
+    The report written to ``{workdir}/paper/{experiment}.json``.
+
+  Raises:
+    ConfigError: a bad config value (before anything is written).
+  """
+  check_config(config)
+  configs = {f: family_config(config, f) for f in config.families}
+  for c in configs.values():
+    check_run_config(c)
+  published = load_published()["table1"]
+  sections = {}
+  for family, c in configs.items():
+    fdir = os.path.join(workdir, family)
+    logging.info("=== %s: %s", config.experiment, family)
+    results = run_pipeline(c, fdir)
+    if config.experiment == "ablation":
+      sections[family] = ablation_section(results)
+      continue
+    random = None
+    if UPPER_BOUND in c.methods:  # the score needs the random datasets
+      prepare.ensure_datasets(c, envs.make(c.family, backend=c.backend), fdir,
+                              ["random"])
+      with open(os.path.join(fdir, "datasets", family, "returns.json")) as f:
+        random = random_return(json.load(f), results["test_tasks"])
+    sections[family] = table1_section(results, random, published["methods"])
+  report = dict(experiment=config.experiment, preset=config.preset,
+                family_order=list(config.families), families=sections,
+                caption=caption(config.experiment, published["source"]),
+                config=config.to_dict())
+  if config.experiment == "table1":
+    report["published_source"] = published["source"]
+  base = os.path.join(workdir, "paper", config.experiment)
+  stages.write_json_atomic(base + ".json", report)
+  atomic.write_bytes_atomic(base + ".md", markdown(report).encode())
+  save_figure(base + ".png", report)
+  return report

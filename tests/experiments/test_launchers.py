@@ -1,0 +1,139 @@
+"""The launchers in the README's order, as a user runs them: collect, then
+pre-train (reusing the collected datasets) and export a shippable PLM."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import pretrain as pretrain_configs
+from experiments.configs import run as run_configs
+from pdiff import envs, stages
+from pdiff.data import loading
+from pdiff.data.normalization import state_statistics
+from pdiff.pipeline import prepare
+from pdiff.training import pretrain as pretrain_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+def launch(script, *args):
+  proc = subprocess.run([sys.executable, f"experiments/{script}", *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600,
+                        env=ENV)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("launchers")
+  launch("collect.py", "--config=experiments/configs/collect.py:point_robot",
+         f"--workdir={workdir}",
+         "--config.qualities=('expert','random')")
+  return workdir
+
+
+def test_collect_writes_a_complete_stage_record(collected):
+  directory = collected / "datasets" / "point_robot" / "expert"
+  record = stages.read_record(str(directory / stages.RECORD_FILE))
+  assert record["status"] == "complete"
+  assert len(list(directory.glob("task_*.npz"))) == envs.make(
+      "point_robot").num_tasks
+
+
+@pytest.fixture(scope="module")
+def exported(collected, tmp_path_factory):
+  directory = collected / "datasets" / "point_robot" / "expert"
+  before = {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+  export = tmp_path_factory.mktemp("shipped") / "point_robot_tiny"
+  launch("pretrain.py",
+         "--config=experiments/configs/pretrain.py:point_robot,tiny",
+         f"--workdir={collected}", "--config.eval_episodes=1",
+         f"--export_to={export}")
+  after = {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+  return export, before, after
+
+
+def test_pretrain_reuses_the_collected_data_and_exports(collected, exported):
+  export, before, after = exported
+  assert after == before  # the datasets were read, not collected again
+  # Pre-training asked for expert data only; the summary keeps both.
+  with open(collected / "datasets" / "point_robot" / "returns.json") as f:
+    assert sorted(json.load(f)) == ["expert", "random"]
+  assert sorted(os.listdir(export)) == sorted([
+      "config.json", "curve.json", "evaluation.json", "evaluation.md",
+      "params.msgpack", "policy.json", "pretrain_config.json"])
+  with open(export / "curve.json") as f:
+    curve = json.load(f)
+  assert [r["step"] for r in curve] == [5, 10, 15, 20]
+  assert all(np.isfinite(r["loss"]) for r in curve)
+  with open(export / "pretrain_config.json") as f:
+    assert json.load(f)["num_steps"] == 20
+  with open(export / "policy.json") as f:
+    info = json.load(f)
+  assert info["state_statistics"] == "train_and_test"
+  assert info["weight_by_length"] is True
+  shipped = pretrain_lib.load_pretrained_policy(str(export))
+  trained = pretrain_lib.load_pretrained_policy(str(collected / "pretrain"))
+  for a, b in zip(jax.tree.leaves(shipped.params),
+                  jax.tree.leaves(trained.params), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_shipped_fingerprint_covers_the_model_files_only(exported, tmp_path,
+                                                         monkeypatch):
+  export, _, _ = exported
+  assets = tmp_path / "assets"
+  shutil.copytree(export, assets / "plm")
+  monkeypatch.setattr(prepare, "PRETRAINED_ASSETS", str(assets))
+  config = run_configs.get_config("point_robot,tiny")
+  family = envs.make("point_robot")
+
+  def fingerprint():
+    return prepare.pretrain_record(config, family, "data", "plm")[
+        "fingerprint"]
+
+  first = fingerprint()
+  (assets / "plm" / "evaluation.md").write_text("re-rendered")
+  (assets / "plm" / "notes.txt").write_text("a new document")
+  assert fingerprint() == first
+  with open(assets / "plm" / "policy.json") as f:
+    info = json.load(f)
+  info["return_scale"] *= 2
+  with open(assets / "plm" / "policy.json", "w") as f:
+    json.dump(info, f)
+  assert fingerprint() != first
+
+
+def test_state_statistics_pool_as_configured(collected):
+  family = envs.make("point_robot")
+  root = str(collected / "datasets")
+  config = pretrain_configs.get_config("point_robot,tiny")
+  by_task = loading.load_task_trajectories(family, root, "expert",
+                                           range(family.num_tasks))
+
+  def stats_of(tasks):
+    return state_statistics(loading.pooled([by_task[i] for i in tasks]))
+
+  trajs, mean, std = pretrain_lib.load_training_data(config, family, root)
+  assert len(trajs) == len(family.train_tasks)
+  want = stats_of(sorted(set(family.train_tasks) | set(family.test_tasks)))
+  np.testing.assert_allclose(mean, want[0], rtol=1e-6)
+  np.testing.assert_allclose(std, want[1], rtol=1e-6)
+  config.state_statistics = "train"
+  _, mean_train, std_train = pretrain_lib.load_training_data(config, family,
+                                                             root)
+  want = stats_of(family.train_tasks)
+  np.testing.assert_allclose(mean_train, want[0], rtol=1e-6)
+  np.testing.assert_allclose(std_train, want[1], rtol=1e-6)
+  assert not np.allclose(mean, mean_train)
+  config.state_statistics = "test"
+  with pytest.raises(ValueError, match="state_statistics"):
+    pretrain_lib.load_training_data(config, family, root)

@@ -1,0 +1,223 @@
+"""The paper's experiments (``pdiff.pipeline.paper``) with the ``tiny``
+preset on point_robot: Table 1, the ablation, resumption; and the table's
+normalised score and ordering sentence on a hand-made results dict."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from experiments.configs import paper as paper_configs
+from pdiff.data import collect
+from pdiff.evaluation import report
+from pdiff.pipeline import paper, tuning_runs
+
+# One worker runs this module, so its shared runs are computed once.
+pytestmark = pytest.mark.xdist_group("pipeline")
+
+TABLE1_METHODS = ("prompt_dt", "prompt_diffuser", "upper_bound")
+ABLATION_LABELS = tuple(f"prompt_diffuser[{m}]"
+                        for m in paper_configs.ABLATION_MODES)
+TABLE1_LABELS = ("prompt_dt", *ABLATION_LABELS, "upper_bound")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def table1_config():
+  """Table 1's tiny config with fewer methods, and the ablation's modes: the
+  ablation then finds every run it needs, which keeps the module's compile
+  time down."""
+  c = paper_configs.get_config("table1,tiny")
+  c.methods = TABLE1_METHODS
+  c.modes = paper_configs.ABLATION_MODES
+  return c
+
+
+def forbid_computing(monkeypatch):
+  """Makes tuning, rollouts and data collection fail the test."""
+  def forbidden(*args, **kwargs):
+    raise AssertionError("a resumed experiment must not compute anything")
+
+  monkeypatch.setattr(tuning_runs, "tune_and_evaluate", forbidden)
+  monkeypatch.setattr(collect, "collect_tasks", forbidden)
+
+
+def strict_json(path):
+  def reject(token):
+    raise ValueError(f"{path}: non-standard JSON constant {token}")
+  with open(path) as f:
+    return json.load(f, parse_constant=reject)
+
+
+def outputs(workdir, experiment):
+  """The experiment's JSON and markdown; checks that the PNG is one."""
+  base = os.path.join(workdir, "paper", experiment)
+  with open(base + ".png", "rb") as f:
+    assert f.read(8) == PNG_MAGIC
+  with open(base + ".md") as f:
+    return strict_json(base + ".json"), f.read()
+
+
+def run_times(workdir):
+  """``{path: mtime_ns}`` of point_robot's per-seed run records."""
+  root = os.path.join(workdir, "point_robot", "results", "runs")
+  return {os.path.join(d, n): os.stat(os.path.join(d, n)).st_mtime_ns
+          for d, _, names in os.walk(root) for n in names}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("paper"))
+
+
+@pytest.fixture(scope="module")
+def table1(workdir):
+  return paper.run_experiment(table1_config(), workdir)
+
+
+@pytest.fixture(scope="module")
+def ablation(workdir, table1):
+  del table1  # the ablation resumes Table 1's work directory
+  with pytest.MonkeyPatch.context() as monkeypatch:
+    forbid_computing(monkeypatch)  # Table 1 computed the same runs
+    return paper.run_experiment(paper_configs.get_config("ablation,tiny"),
+                                workdir)
+
+
+def test_table1_writes_its_three_files(workdir, table1):
+  saved, md = outputs(workdir, "table1")
+  assert saved == json.loads(json.dumps(table1))
+  assert saved["family_order"] == ["point_robot"]
+  s = saved["families"]["point_robot"]
+  assert s["row_order"] == list(TABLE1_LABELS)
+  for label in TABLE1_LABELS:
+    row = s["rows"][label]
+    assert math.isfinite(row["mean"])
+    assert row["published"] is None and row["cells"][-1] == "-"
+    assert "| " + " | ".join(row["cells"]) + " |" in md
+  assert s["rows"]["prompt_dt"]["cells"][2] == "baseline"
+  assert s["rows"]["upper_bound"]["normalized_score"] == 1.0
+  with open(os.path.join(workdir, "point_robot", "datasets", "point_robot",
+                         "returns.json")) as f:
+    summary = json.load(f)
+  random = np.mean([summary["random"][str(t)] for t in s["test_tasks"]])
+  assert s["random_return"] == pytest.approx(random)
+  upper = s["rows"]["upper_bound"]["mean"]
+  assert s["rows"]["prompt_dt"]["normalized_score"] == pytest.approx(
+      (s["rows"]["prompt_dt"]["mean"] - random) / (upper - random))
+  run = strict_json(os.path.join(workdir, "point_robot", "results",
+                                 "results.json"))
+  assert s["fingerprint"] == run["fingerprint"]
+  assert s["provenance"] == run["provenance"]
+  assert s["wall_seconds"] == run["wall_seconds"]
+  assert saved["config"]["methods"] == list(TABLE1_METHODS)
+  assert s["significance_sentence"] in md and s["ordering_sentence"] in md
+  assert "prompt_tuning_dt is not measured" in s["ordering_sentence"]
+  assert "Brax" in saved["caption"] and "Hu et al." in saved["caption"]
+
+
+def test_ablation_rows_differ_from_dm_only(workdir, ablation):
+  saved, md = outputs(workdir, "ablation")
+  s = saved["families"]["point_robot"]
+  assert s["row_order"] == list(ABLATION_LABELS)
+  assert s["reference"] == "prompt_diffuser[dm_only]"
+  reference = s["rows"]["prompt_diffuser[dm_only]"]
+  assert reference["difference"] is None
+  assert reference["cells"][2] == "baseline"
+  for label in ABLATION_LABELS[1:]:
+    row = s["rows"][label]
+    assert math.isfinite(row["mean"])
+    assert row["difference"]["mean"] == pytest.approx(
+        row["mean"] - reference["mean"])
+    assert "| " + " | ".join(row["cells"]) + " |" in md
+  assert "| " + " | ".join(s["columns"]) + " |" in md
+  assert not any("published" in c for c in s["columns"])
+  assert s["significance_sentence"] in md
+
+
+def test_table1_again_recomputes_nothing(workdir, table1, ablation,
+                                         monkeypatch):
+  del ablation  # its runs are in the work directory too
+  before = run_times(workdir)
+  forbid_computing(monkeypatch)
+  again = paper.run_experiment(table1_config(), workdir)
+  first, second = (r["families"]["point_robot"] for r in (table1, again))
+  assert second["fingerprint"] == first["fingerprint"]
+  assert run_times(workdir) == before
+  for label in TABLE1_LABELS:
+    assert second["rows"][label]["mean"] == first["rows"][label]["mean"]
+
+
+def test_unknown_experiment_is_named(tmp_path):
+  with pytest.raises(ValueError, match="table3"):
+    paper_configs.get_config("table3")
+  config = table1_config()
+  config.experiment = "table3"
+  with pytest.raises(ValueError, match="table3"):
+    paper.run_experiment(config, str(tmp_path))
+  assert not os.listdir(tmp_path)
+
+
+def hand_made_results():
+  """Three seeds, one task: Prompt Diffuser clearly above the others,
+  Prompt-Tuning DT slightly below the few-shot prompt."""
+  per_seed = {
+      "prompt_dt": [10.0, 12.0, 14.0],
+      "prompt_tuning_dt": [9.0, 12.5, 13.0],
+      "prompt_diffuser[sum]": [11.0, 12.0, 15.0],
+      "prompt_diffuser[projection]": [20.0, 23.0, 24.0],
+      "upper_bound": [30.0, 30.0, 30.0],
+  }
+  summary = report.summarize_methods(
+      {k: [[x] for x in v] for k, v in per_seed.items()})
+  for label, row in summary["methods"].items():
+    row["method"] = label.split("[")[0]
+  return dict(family="cheetah_dir", test_tasks=[0], seeds=[0, 1, 2],
+              num_shots=5, few_shot_quality="expert", row_order=list(per_seed),
+              **summary)
+
+
+def test_normalised_score():
+  assert paper.normalized_score(30.0, 10.0, 30.0) == 1.0
+  assert paper.normalized_score(10.0, 10.0, 30.0) == 0.0
+  assert paper.normalized_score(15.0, 10.0, 30.0) == 0.25
+  assert paper.normalized_score(15.0, 30.0, 30.0) is None
+  summary = {"random": {"0": 1.0, "1": 5.0, "2": 9.0}}
+  assert paper.random_return(summary, [0, 2]) == 5.0
+  with pytest.raises(ValueError, match="random"):
+    paper.random_return({"expert": {}}, [0])
+  published = paper.load_published()["table1"]["methods"]
+  s = paper.table1_section(hand_made_results(), 10.0, published)
+  assert s["rows"]["upper_bound"]["normalized_score"] == 1.0
+  assert s["rows"]["prompt_dt"]["normalized_score"] == pytest.approx(0.1)
+  assert s["rows"]["prompt_diffuser[projection]"]["cells"][-1] == "945.3 +- 7.2"
+  assert s["rows"]["prompt_tuning_dt"]["cells"][-1] == "941.5 +- 3.2"
+  assert s["rows"]["prompt_diffuser[sum]"]["cells"][-1] == "-"
+  assert s["rows"]["upper_bound"]["cells"][-1] == "-"
+  no_upper = hand_made_results()
+  del no_upper["methods"]["upper_bound"]
+  no_upper["row_order"].remove("upper_bound")
+  s = paper.table1_section(no_upper, 10.0, published)
+  assert "normalised score" not in s["columns"]
+  assert s["rows"]["prompt_dt"]["normalized_score"] is None
+
+
+def test_ordering_sentence():
+  s = paper.table1_section(hand_made_results(), None, {})
+  by_pair = {(o["higher"], o["lower"]): o for o in s["orderings"]}
+  pd_ptdt = by_pair["prompt_diffuser[projection]", "prompt_tuning_dt"]
+  assert pd_ptdt["same_order"] and pd_ptdt["significant"]
+  assert pd_ptdt["difference"]["mean"] == pytest.approx(32.5 / 3)
+  pd_dt = by_pair["prompt_diffuser[projection]", "prompt_dt"]
+  assert pd_dt["same_order"] and pd_dt["significant"]
+  ptdt_dt = by_pair["prompt_tuning_dt", "prompt_dt"]
+  assert not ptdt_dt["same_order"] and not ptdt_dt["significant"]
+  sentence = s["ordering_sentence"]
+  assert sentence.startswith("On cheetah_dir, of the paper's orderings: ")
+  assert ("prompt_diffuser[projection] above prompt_tuning_dt holds (+10.8, "
+          in sentence)
+  assert "prompt_tuning_dt above prompt_dt is reversed (-0.5, " in sentence
+  assert "significant at 95%" in sentence
+  assert "not significant at 95%" in sentence
+  assert "normalised score" not in s["columns"]  # no random return given
