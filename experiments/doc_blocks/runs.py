@@ -104,11 +104,15 @@ OTHER_FAMILIES = ("cheetah_dir", "ant_dir")
 
 
 def render_family_runs(sources: Sources) -> str:
-  """The default run of every other family, one table each
-  (docs/results.md)."""
+  """The default run of every other family, one table each, and a line for
+  a family whose run is not committed yet (docs/results.md)."""
   parts = []
   for family in OTHER_FAMILIES:
     path = sources.path(f"results/{family}/results.json")
+    if not path.is_file():
+      parts.append(f"### `{family}`\n\nNo committed run yet "
+                   f"(`{_rel(sources, path)}` does not exist).")
+      continue
     parts.append(f"### `{family}`\n\n"
                  + _render_run(sources, path, timing=True))
   return "\n\n".join(parts)

@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from experiments import render_docs
+from experiments.doc_blocks import runs
 from pdiff.evaluation import report
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -313,3 +314,14 @@ def test_import_to_fills_the_all_methods_block(tmp_path, table_markdown):
   assert "Wall time" not in block  # shared rows: no run-wide wall time
   # The default run's directory was not touched.
   assert not (tmp_path / "results" / "cheetah_vel").exists()
+
+
+def test_family_runs_block_names_a_family_without_a_run(tmp_path,
+                                                        table_markdown):
+  del table_markdown
+  write_results(tmp_path / "results" / "cheetah_dir", synthetic_results())
+  block = runs.render_family_runs(render_docs.Sources(root=tmp_path))
+  assert "### `cheetah_dir`\n\nFrom `results/cheetah_dir/results.json`" in block
+  assert "Wall time" in block
+  assert ("### `ant_dir`\n\nNo committed run yet "
+          "(`results/ant_dir/results.json` does not exist).") in block
