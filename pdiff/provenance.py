@@ -73,8 +73,19 @@ def machine_summary(info: dict) -> str:
           f"{info['devices']} ({info['jax_backend']})")
 
 
+def load_average() -> float | None:
+  """The 1-minute load average (None where the OS has none): how busy the
+  machine was, which wall times depend on."""
+  try:
+    return round(os.getloadavg()[0], 2)
+  except (AttributeError, OSError):
+    return None
+
+
 def provenance() -> dict:
-  """``{"versions", "commit", "machine"}`` for a results file."""
+  """``{"versions", "commit", "machine", "load_average_1min"}`` for a
+  results file (the load when it is written)."""
   info = machine()
   return dict(versions=package_versions(), commit=git_commit(),
-              machine=machine_summary(info), machine_details=info)
+              machine=machine_summary(info), machine_details=info,
+              load_average_1min=load_average())

@@ -55,9 +55,12 @@ def timing_sentence(results: dict) -> str:
   text = "Wall time" + (f" {_seconds(wall)} in all" if wall is not None else "")
   if parts:
     text += ": " + ", ".join(parts)
-  machine = (results.get("provenance") or {}).get("machine")
-  if machine:
-    text += f"; machine: {machine}"
+  prov = results.get("provenance") or {}
+  if prov.get("machine"):
+    text += f"; machine: {prov['machine']}"
+  if prov.get("load_average_1min") is not None:
+    text += (f", 1-minute load average {prov['load_average_1min']:.1f} when "
+             "the results were written")
   return text + "."
 
 

@@ -325,3 +325,15 @@ def test_family_runs_block_names_a_family_without_a_run(tmp_path,
   assert "Wall time" in block
   assert ("### `ant_dir`\n\nNo committed run yet "
           "(`results/ant_dir/results.json` does not exist).") in block
+
+
+def test_timing_sentence_gives_the_load_when_recorded():
+  results = synthetic_results()
+  results["provenance"] = dict(results.get("provenance") or {},
+                               machine="2-core Example CPU",
+                               load_average_1min=3.456)
+  text = runs.timing_sentence(results)
+  assert text.endswith("machine: 2-core Example CPU, 1-minute load average "
+                       "3.5 when the results were written.")
+  del results["provenance"]["load_average_1min"]
+  assert "load average" not in runs.timing_sentence(results)
