@@ -268,9 +268,17 @@ def save_bar_chart(path: str, rows: Mapping[str, dict], *, title: str) -> None:
   ax.set_ylabel(f"test return (mean, {level} CI)" if with_bars
                 else "test return (mean)")
   ax.set_title(title)
+  save_figure_atomic(fig, path, dpi=120)
+
+
+def save_figure_atomic(fig, path: str, *, dpi: int) -> None:
+  """Writes a matplotlib figure to ``path`` through a temporary file and a
+  rename (a killed run leaves no half-written image), then closes it."""
+  import matplotlib.pyplot as plt
+
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=120)
+  fig.savefig(tmp, dpi=dpi)
   plt.close(fig)
   os.replace(tmp, path)

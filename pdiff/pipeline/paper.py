@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 
 from pdiff import atomic, envs, stages
+from pdiff.evaluation import report as report_lib
 from pdiff.evaluation import statistics
 from pdiff.pipeline import prepare
 from pdiff.pipeline.run import run as run_pipeline
@@ -341,12 +342,7 @@ def save_figure(path: str, report: Mapping) -> None:
     ax.set_title(family)
     ax.set_ylabel("test return (mean, interval over seeds)")
   fig.suptitle(f"pdiff, {report['experiment']}")
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, path)
+  report_lib.save_figure_atomic(fig, path, dpi=110)
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
