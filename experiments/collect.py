@@ -14,7 +14,7 @@ from absl import flags, logging
 
 from experiments import launch
 from experiments.configs import run as run_configs
-from pdiff import envs, pipeline
+from pdiff import pipeline
 from pdiff.data import collect
 from pdiff.pipeline import validate
 
@@ -30,10 +30,7 @@ _OVERWRITE = flags.DEFINE_bool(
 def main(argv):
   del argv
   config, workdir = _CONFIG.value, _WORKDIR.value
-  try:
-    family = envs.make(config.family, backend=config.backend)
-  except ValueError as e:
-    raise validate.ConfigError(f"config.family / config.backend: {e}") from e
+  family = validate.make_family(config)
   validate.check_collect_config(config, family.name, path="")
   # The pipeline's dataset stage (with its stage records), so that
   # experiments/pretrain.py and experiments/run.py with the same collection

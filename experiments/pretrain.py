@@ -21,7 +21,7 @@ from absl import flags, logging
 
 from experiments import launch
 from experiments.configs import run as run_configs
-from pdiff import envs, parallel, pipeline, stages
+from pdiff import parallel, pipeline, stages
 from pdiff.evaluation import pretrained as eval_pretrained
 from pdiff.pipeline import validate
 from pdiff.training import pretrain as pretrain_lib
@@ -43,10 +43,7 @@ def main(argv):
   del argv
   parallel.maybe_initialize_distributed(_DISTRIBUTED.value)
   config, workdir = _CONFIG.value, _WORKDIR.value
-  try:
-    family = envs.make(config.family, backend=config.backend)
-  except ValueError as e:
-    raise validate.ConfigError(f"config.family / config.backend: {e}") from e
+  family = validate.make_family(config)
   validate.check_pretrain_config(config, family.name, path="")
   # The pipeline's stages, so that experiments/run.py with the same
   # pre-training config and pretrained="" reuses this PLM.

@@ -206,16 +206,13 @@ def _diff_blocks(doc: str, old: str, new: str) -> list[Problem]:
   return problems
 
 
-def check_docs(sources: Sources | None = None,
-               docs_root: pathlib.Path | None = None) -> list[Problem]:
-  """Every block that disagrees with its inputs or cannot be rendered.
-
-  A block whose input is missing is reported as ``missing_input`` (not
-  compared); an empty list means the docs are up to date.
-  """
+def _render_all(sources: Sources | None, docs_root: pathlib.Path | None):
+  """Every document rendered in memory: ``(rendered, problems)`` with
+  ``rendered`` a list of ``(path, doc, text, new text, missing-input
+  problems)`` and ``problems`` the malformed documents (left out)."""
   sources = Sources() if sources is None else sources
   docs_root = pathlib.Path(docs_root or sources.root)
-  problems = []
+  rendered, problems = [], []
   for path in doc_paths(docs_root):
     doc = str(path.relative_to(docs_root))
     text = path.read_text()
@@ -224,6 +221,19 @@ def check_docs(sources: Sources | None = None,
     except DocFormatError as e:
       problems.append(Problem(doc, "", "malformed", str(e)))
       continue
+    rendered.append((path, doc, text, new, missing))
+  return rendered, problems
+
+
+def check_docs(sources: Sources | None = None,
+               docs_root: pathlib.Path | None = None) -> list[Problem]:
+  """Every block that disagrees with its inputs or cannot be rendered.
+
+  A block whose input is missing is reported as ``missing_input`` (not
+  compared); an empty list means the docs are up to date.
+  """
+  rendered, problems = _render_all(sources, docs_root)
+  for _, doc, text, new, missing in rendered:
     missing_names = {p.block for p in missing}
     problems += [p for p in _diff_blocks(doc, text, new)
                  if p.block not in missing_names]
@@ -258,19 +268,11 @@ def write_docs(sources: Sources | None = None,
     The docs that changed, and the blocks written as placeholders (missing
     inputs) or left alone (malformed documents).
   """
-  sources = Sources() if sources is None else sources
-  docs_root = pathlib.Path(docs_root or sources.root)
-  updates, problems = [], []
   # Render every document before writing any, so that a failing renderer
   # leaves all of them as they were.
-  for path in doc_paths(docs_root):
-    doc = str(path.relative_to(docs_root))
-    text = path.read_text()
-    try:
-      new, missing = render_text(text, sources, doc)
-    except DocFormatError as e:
-      problems.append(Problem(doc, "", "malformed", str(e)))
-      continue
+  rendered, problems = _render_all(sources, docs_root)
+  updates = []
+  for path, doc, text, new, missing in rendered:
     problems += missing
     if new != text:
       updates.append((path, doc, new))

@@ -40,6 +40,18 @@ class ConfigError(ValueError):
   """A config value is missing, unknown, of the wrong type or out of range."""
 
 
+def make_family(config):
+  """The task family of a config's ``family`` and ``backend`` fields.
+
+  Raises:
+    ConfigError: an unknown family or backend, naming both fields.
+  """
+  try:
+    return envs.make(config.family, backend=config.backend)
+  except ValueError as e:
+    raise ConfigError(f"config.family / config.backend: {e}") from e
+
+
 def _p(path: str, field: str) -> str:
   return f"{path}.{field}" if path else field
 
@@ -203,10 +215,7 @@ def check_run_config(config) -> None:
     ConfigError: naming the first bad field, its value and what was expected.
   """
   _fields(config, RUN_FIELDS, "")
-  try:
-    family = envs.make(config.family, backend=config.backend)
-  except ValueError as e:
-    raise ConfigError(f"config.family / config.backend: {e}") from e
+  family = make_family(config)
   _int(config, "seed", "seed")
   seeds = tuple(config.seeds)
   if (not seeds or len(set(seeds)) != len(seeds)
