@@ -7,16 +7,22 @@ r"""Trains a family's task-conditioned behaviour policy with Brax's trainers.
 Writes ``{out_dir}/expert`` and ``{out_dir}/medium`` checkpoints and
 ``{out_dir}/summary.json``. ``--out_dir=package`` overwrites the checkpoints
 shipped in ``pdiff/assets/behavior/{family}``.
+
+Progress is saved at every evaluation in ``{out_dir}/resume``: the same
+command continues a stopped run, and a larger
+``--config.trainer.num_timesteps`` extends a finished one. With
+``--out_dir=package`` the resume state is removed once training ends.
 """
 
-import json
 import os
+import shutil
 
 from absl import flags, logging
 
 from experiments import launch
-from pdiff import envs
+from pdiff import atomic, envs
 from pdiff.data import behavior
+from pdiff.data import behavior_resume as resume
 
 _CONFIG = launch.define_config("experiments/configs/behavior.py",
                                "Behaviour-policy config.")
@@ -33,8 +39,10 @@ def main(argv):
   if out_dir == "package":
     out_dir = os.path.join(behavior.ASSETS_DIR, family.name)
   summary = behavior.train_behavior_policy(family, config, out_dir)
-  with open(os.path.join(out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  atomic.write_json_atomic(os.path.join(out_dir, "summary.json"), summary)
+  if _OUT_DIR.value == "package":
+    # The package ships the policies, not the training state.
+    shutil.rmtree(resume.directory(out_dir))
   logging.info("trained in %.0fs; curve %s", summary["train_seconds"],
                summary["curve"])
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 from absl import logging
 
 from pdiff import atomic
+from pdiff.data import behavior_resume as resume
 from pdiff.envs import quiet_brax  # noqa: F401 (before Brax: imports it quietly)
 
 # isort: split
@@ -132,6 +134,15 @@ def load_policy(directory: str, *, deterministic: bool = True
 def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
   """Trains the family's task-conditioned policy and saves expert and medium.
 
+  Progress is checkpointed at every evaluation in ``{out_dir}/resume``: the
+  full PPO parameters (value network included), the curve so far and a
+  snapshot of the policy per evaluation. Calling this again with the same
+  ``out_dir`` continues from the last evaluation, so a stopped run loses at
+  most one evaluation interval, and raising ``trainer.num_timesteps`` extends
+  a finished run. A continued segment starts with fresh optimiser moments,
+  fresh environments and the seed ``config.seed + segment`` (Brax restores
+  parameters only); ``policy.json`` records every segment.
+
   Args:
     family: a Brax task family of :mod:`pdiff.envs`.
     config: ``experiments/configs/behavior.py``'s config (algorithm, budget
@@ -139,7 +150,7 @@ def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
     out_dir: checkpoints go to ``{out_dir}/expert`` and ``{out_dir}/medium``.
 
   Returns:
-    A summary: evaluation curve, chosen medium step, wall time.
+    A summary: evaluation curve, chosen medium step, wall time, segments.
   """
   algorithm = config.algorithm
   hidden = tuple(config.hidden)
@@ -158,37 +169,98 @@ def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
     raise ValueError(f"config.algorithm must be one of {ALGORITHMS}, "
                      f"got {algorithm!r}.")
 
-  curve: list[tuple[int, float]] = []
-  snapshots: list[tuple[int, Any]] = []
+  progress = resume.load(out_dir, config)
+  total = int(trainer_kwargs["num_timesteps"])
+  offset = progress.steps
+  curve: list[tuple[int, float]] = list(progress.curve)
+  segments = list(progress.segments)
+  restored = None
+  if offset:
+    if algorithm != "ppo":
+      raise ValueError(f"{resume.directory(out_dir)}: continuing a run is "
+                       f"supported for ppo only, config.algorithm is "
+                       f"{algorithm!r}; remove the directory to start over.")
+    restored = resume.load_params(out_dir, progress, _full_template(
+        config, obs_size, action_size))
+    logging.info("%s: continuing from step %d of %d (segment %d)",
+                 family.name, offset, total, len(segments))
+  remaining = total - offset
   start = time.time()
+  params = restored
+  if remaining > 0:
+    evals = int(trainer_kwargs["num_evals"])
+    trainer_kwargs.update(num_timesteps=remaining, num_evals=(
+        1 + math.ceil(max(evals - 1, 1) * remaining / total)))
+    if restored is not None:
+      trainer_kwargs.update(restore_params=restored, restore_value_fn=True)
+    segments.append(dict(first_step=offset, seed=config.seed + len(segments),
+                         num_timesteps=remaining))
+    # Brax reports an evaluation and its parameters in either order; a
+    # resume point is written once both have arrived.
+    pending_params: dict[int, Any] = {}
+    evaluated: set[int] = set()
 
-  def progress(step, metrics):
-    ret = float(metrics.get("eval/episode_reward", float("nan")))
-    curve.append((int(step), ret))
-    logging.info("%s %s: step %d  eval return %.1f  (%.0fs)", family.name,
-                 algorithm, step, ret, time.time() - start)
+    def checkpoint(step):
+      if step in pending_params and step in evaluated:
+        resume.save(out_dir, config, offset + step, pending_params.pop(step),
+                    curve, segments, progress.train_seconds
+                    + time.time() - start)
 
-  def keep_params(step, make_policy, params):
-    del make_policy
-    snapshots.append((int(step), jax.device_get(params[:2])))
+    def on_progress(step, metrics):
+      step = int(step)
+      if restored is not None and step == 0:
+        return  # the restored policy, already on the curve
+      ret = float(metrics.get("eval/episode_reward", float("nan")))
+      curve.append((offset + step, ret))
+      evaluated.add(step)
+      checkpoint(step)
+      logging.info("%s %s: step %d  eval return %.1f  (%.0fs)", family.name,
+                   algorithm, offset + step, ret, time.time() - start)
 
-  _, params, _ = trainer(
-      environment=env, episode_length=family.episode_length,
-      network_factory=factory, progress_fn=progress,
-      policy_params_fn=keep_params, seed=config.seed, **trainer_kwargs)
+    def keep_params(step, make_policy, params):
+      del make_policy
+      step = int(step)
+      if restored is not None and step == 0:
+        return
+      pending_params[step] = jax.device_get(params)
+      checkpoint(step)
+
+    _, params, _ = trainer(
+        environment=env, episode_length=family.episode_length,
+        network_factory=factory, progress_fn=on_progress,
+        policy_params_fn=keep_params, seed=segments[-1]["seed"],
+        **trainer_kwargs)
   wall = time.time() - start
+  train_seconds = progress.train_seconds + wall
 
+  snapshots = resume.load_snapshots(out_dir, curve, _template(
+      algorithm, obs_size, action_size, hidden)[1])
   medium_step, medium_params = _pick_medium(curve, snapshots,
                                             config.medium_fraction)
   base = dict(algorithm=algorithm, observation_size=obs_size,
               action_size=action_size, hidden=list(hidden),
               family=family.name, backend=family.backend,
-              config=config.to_dict(), curve=curve, train_seconds=wall)
+              config=config.to_dict(), curve=curve, segments=segments,
+              train_seconds=train_seconds)
   save_policy(os.path.join(out_dir, "expert"), params,
               dict(base, quality="expert", step=curve[-1][0]))
   save_policy(os.path.join(out_dir, "medium"), medium_params,
               dict(base, quality="medium", step=medium_step))
-  return dict(curve=curve, medium_step=medium_step, train_seconds=wall)
+  return dict(curve=curve, medium_step=medium_step,
+              train_seconds=train_seconds, segments=segments)
+
+
+def _full_template(config, obs_size, action_size):
+  """``(normalizer, policy, value)`` of PPO, for restoring a resume point."""
+  nets = ppo_networks.make_ppo_networks(
+      obs_size, action_size,
+      preprocess_observations_fn=running_statistics.normalize,
+      policy_hidden_layer_sizes=tuple(config.hidden),
+      value_hidden_layer_sizes=tuple(config.value_hidden))
+  normalizer = running_statistics.init_state(
+      specs.Array((obs_size,), jnp.dtype("float32")))
+  return (normalizer, nets.policy_network.init(jax.random.PRNGKey(0)),
+          nets.value_network.init(jax.random.PRNGKey(0)))
 
 
 def _pick_medium(curve, snapshots, fraction):
