@@ -117,12 +117,14 @@ def collect_family_datasets(family, quality: str, root: str, *,
 
   Args:
     family: a task family of :mod:`pdiff.envs`.
-    quality: "expert", "medium" (behaviour-policy checkpoints) or "random".
+    quality: "expert", "medium" (behaviour-policy checkpoints, or the
+      family's ``scripted_behavior()`` where it has one) or "random".
     root: dataset root directory.
     num_trajectories: trajectories per task.
     seed: collection seed (each task's key is derived from it and the task).
     action_noise: Gaussian action-noise std for policy qualities.
-    policy_dir: checkpoint directory; defaults to the one shipped for
+    policy_dir: checkpoint directory; defaults to the family's scripted
+      policy if it has one, else the checkpoint shipped for
       ``family``/``quality``.
     task_indices: tasks to collect (default: all of the family's tasks).
     overwrite: rewrite files that already exist (otherwise they are kept,
@@ -144,8 +146,11 @@ def collect_family_datasets(family, quality: str, root: str, *,
   todo = [i for i in indices if overwrite or not os.path.exists(paths[i])]
   if not todo:
     return [str(paths[i]) for i in indices]
+  scripted = getattr(family, "scripted_behavior", None)
   if quality == "random":
     policy, source = None, "uniform random actions"
+  elif scripted is not None and policy_dir is None:
+    policy, source = scripted()  # e.g. Meta-World's scripted expert
   else:
     policy_dir = policy_dir or behavior.shipped_policy_dir(family.name, quality)
     policy, info = behavior.load_policy(policy_dir)

@@ -16,6 +16,7 @@ from pdiff.envs.locomotion import (
     CheetahDir,
     CheetahVel,
 )
+from pdiff.envs.metaworld_reach import MetaWorldReach
 from pdiff.envs.point_robot import PointRobot
 from pdiff.envs.registry import (
     BRAX_FAMILIES,
@@ -36,6 +37,7 @@ __all__ = [
     "EnvState",
     "FAMILIES",
     "FAMILY_BACKENDS",
+    "MetaWorldReach",
     "PointRobot",
     "Task",
     "TaskConditionedEnv",

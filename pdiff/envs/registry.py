@@ -12,6 +12,7 @@ from pdiff.envs.locomotion import (
     CheetahDir,
     CheetahVel,
 )
+from pdiff.envs.metaworld_reach import METAWORLD_BACKENDS, MetaWorldReach
 from pdiff.envs.point_robot import POINT_ROBOT_BACKENDS, PointRobot
 
 _FAMILY_CLASSES: dict[str, type[TaskFamily]] = {
@@ -19,6 +20,7 @@ _FAMILY_CLASSES: dict[str, type[TaskFamily]] = {
     "cheetah_dir": CheetahDir,
     "ant_dir": AntDir,
     "point_robot": PointRobot,
+    "metaworld_reach": MetaWorldReach,
 }
 # Names accepted by ``make``.
 FAMILIES: tuple[str, ...] = tuple(_FAMILY_CLASSES)
@@ -32,6 +34,7 @@ FAMILY_BACKENDS: dict[str, tuple[str, ...]] = {
         for name in BRAX_FAMILIES
     },
     "point_robot": POINT_ROBOT_BACKENDS,
+    "metaworld_reach": METAWORLD_BACKENDS,
 }
 
 
@@ -52,7 +55,8 @@ def make(name: str, *, backend: str | None = None) -> TaskFamily:
   Args:
     name: one of ``FAMILIES``, or the same with hyphens (``"cheetah-vel"``).
     backend: physics backend; None for the family's default
-      (``DEFAULT_BACKEND`` for Brax families, ``"jax"`` for point_robot).
+      (``DEFAULT_BACKEND`` for Brax families, ``"jax"`` for point_robot,
+      ``"mujoco"`` for metaworld_reach, which Meta-World steps on the host).
 
   Returns:
     The ``TaskFamily``. Families are immutable; use ``dataclasses.replace``

@@ -12,6 +12,7 @@ and the shipped PLM is copied to a temporary directory renamed into place.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import tempfile
@@ -32,6 +33,11 @@ _PRETRAIN_NEUTRAL = ("log_every", "ckpt_every", "eval_episodes")
 
 
 def _policy_digest(family, quality: str, policy_root: str | None) -> str:
+  scripted = getattr(family, "scripted_behavior", None)
+  if scripted is not None and not policy_root:
+    # A scripted policy is identified by its description, which names the
+    # package and version that implement it.
+    return hashlib.sha256(scripted()[1].encode()).hexdigest()
   directory = (os.path.join(policy_root, quality) if policy_root
                else behavior.shipped_policy_dir(family.name, quality))
   return stages.file_digest([os.path.join(directory, "params.msgpack"),

@@ -42,11 +42,12 @@ def test_family_attributes(name, num_tasks, episode_length, target, scale,
 
 def test_families_and_default_backend():
   assert envs.FAMILIES == ("cheetah_vel", "cheetah_dir", "ant_dir",
-                           "point_robot")
+                           "point_robot", "metaworld_reach")
   assert envs.DEFAULT_BACKEND in envs.BRAX_BACKENDS
   for name in envs.BRAX_FAMILIES:
     assert envs.make(name).backend == envs.DEFAULT_BACKEND
   assert envs.make("point_robot").backend == "jax"
+  assert envs.make("metaworld_reach").backend == "mujoco"
 
 
 def test_hyphenated_aliases():
@@ -135,6 +136,9 @@ def test_bad_splits_are_rejected():
 
 @pytest.mark.parametrize("name", envs.FAMILIES)
 def test_wrong_action_shape_is_rejected_at_trace_time(name):
+  if name == "metaworld_reach":
+    pytest.importorskip("metaworld", reason="the metaworld extra is not "
+                        "installed")
   family = envs.make(name)
   state = jax.eval_shape(family.reset, jax.random.key(0), family.task(0))
   bad = jnp.zeros(family.action_size + 1)
