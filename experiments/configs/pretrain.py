@@ -47,6 +47,15 @@ def cpu_batch_per_task(family: str) -> int:
   return max(4, -(-CPU_BATCH // num_train))
 
 
+def episode_length(family: str) -> int:
+  """The family's episode length (200 for an unknown family, which the
+  run's validation names)."""
+  try:
+    return envs.make(family).episode_length
+  except ValueError:
+    return 200
+
+
 def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
   family, _, preset = arg.partition(",")
   preset = preset or "cpu"
@@ -94,7 +103,9 @@ def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
     c.train.model.hidden_dim = 64
     c.train.model.mlp_dim = 256
     c.train.model.num_layers = 2
-    c.train.model.max_ep_len = 200
+    # Timestep embeddings: one per step of the family's episodes (200 for
+    # the Brax families, 500 for metaworld_reach).
+    c.train.model.max_ep_len = episode_length(family)
     c.train.learning_rate = 3e-4
     c.train.warmup_steps = 500
   elif preset == "tiny":
@@ -107,7 +118,7 @@ def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
     c.train.model.hidden_dim = 16
     c.train.model.mlp_dim = 32
     c.train.model.num_layers = 1
-    c.train.model.max_ep_len = 200
+    c.train.model.max_ep_len = episode_length(family)
     c.train.warmup_steps = 5
     c.eval_episodes = 2
   return c
