@@ -13,10 +13,10 @@ import importlib.util
 import os
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pdiff import stages
+from pdiff import parallel, stages
 from pdiff.data.storage import DatasetError
 from pdiff.pipeline.validate import ConfigError
 from pdiff.serialization import ParamsFileError
@@ -91,7 +91,31 @@ def define_config(default: str, help_text: str, name: str = "config"):
     _exit_unknown_override(sys.argv, e)
 
 
+def _start_distributed_if_asked(argv, flag_values=None) -> None:
+  """Starts ``jax.distributed`` when the program has a ``--distributed`` flag
+  (in ``flag_values``, absl's ``FLAGS`` by default) and ``argv`` turns it on,
+  before the flags are parsed.
+
+  Parsing the config flags runs the config files, which may already use JAX
+  (looking up a task family does), and ``jax.distributed.initialize()`` must
+  come before any JAX computation. The program's own call to
+  :func:`pdiff.parallel.maybe_initialize_distributed` then does nothing.
+  """
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  if "distributed" not in flag_values:
+    return
+  scan = flags.FlagValues()
+  flags.DEFINE_bool("distributed", False, "", flag_values=scan)
+  try:
+    scan(list(argv), known_only=True)
+  except flags.Error:
+    return  # a malformed value: the full parse below reports it
+  if scan.distributed:
+    parallel.maybe_initialize_distributed(True)
+
+
 def _parse_flags(argv):
+  _start_distributed_if_asked(argv)
   try:
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError) as e:

@@ -11,7 +11,8 @@ record experiments/run.py checks) and
 shippable copy of the PLM). A stopped run resumes from its
 latest checkpoint; a work directory pre-trained with another config is
 refused, naming the fields that differ. ``--distributed`` calls
-``jax.distributed.initialize()`` first (multi-host).
+``jax.distributed.initialize()`` first (multi-host; see docs/training.md,
+"Multiple devices and hosts").
 """
 
 import os
@@ -60,11 +61,13 @@ def main(argv):
                                       digests[config.quality])
   report = os.path.join(workdir, "results", "pretrain_eval")
   if config.eval_episodes:
+    # Every process evaluates (the same episodes); process 0 writes.
     results = eval_pretrained.evaluate_pretrained(
         plm, family, dataset_root, quality=config.quality, num_shots=5,
         num_episodes=config.eval_episodes, seed=config.train.seed)
-    logging.info("\n%s", eval_pretrained.write_report(
-        results, report, family=family.name, quality=config.quality))
+    if jax.process_index() == 0:
+      logging.info("\n%s", eval_pretrained.write_report(
+          results, report, family=family.name, quality=config.quality))
   if _EXPORT_TO.value and jax.process_index() == 0:
     config_file = os.path.join(workdir, "pretrain", "pretrain_config.json")
     stages.write_json_atomic(config_file, config.to_dict())

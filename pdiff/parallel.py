@@ -8,8 +8,14 @@ gradient all-reduce.
 
 Multi-host (several processes, e.g. a TPU pod slice or a GPU cluster): call
 `maybe_initialize_distributed(True)` first thing in every process, then build
-the mesh as usual; each process samples its own share of the batch and
-`shard_batch` assembles the global array from the process-local pieces.
+the mesh as usual. Every process then passes the same global batch to
+`shard_batch` (draw it with the same key everywhere), which keeps on each
+process only the rows of its own devices; `replicate` likewise expects the
+same values on every process. A run therefore computes the same thing
+whatever the number of processes: only the number of devices on the mesh
+changes how the work is split (and the float rounding of the reductions).
+On CPU the processes exchange data through Gloo, the default of JAX's
+`jax_cpu_collectives_implementation` option: nothing to configure.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ def maybe_initialize_distributed(
 ) -> None:
   """Starts JAX's multi-process runtime when `enabled`.
 
-  Must run before any other JAX computation in the process. On Cloud TPU,
+  Must run before any other JAX computation in the process; does nothing if
+  the runtime is already started (the launchers start it before parsing
+  their flags, since loading a config may use JAX). On Cloud TPU,
   Slurm and Open MPI every argument may be left out: JAX detects them. On other
   clusters, give them as arguments or through environment variables:
 
@@ -57,7 +65,7 @@ def maybe_initialize_distributed(
   Raises:
     ValueError: if `JAX_NUM_PROCESSES` or `JAX_PROCESS_ID` is not an integer.
   """
-  if not enabled:
+  if not enabled or jax.distributed.is_initialized():
     return
   for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     value = os.environ.get(name)
@@ -137,36 +145,54 @@ def check_batch_divisible(batch_size: int, mesh: Mesh, what: str = "batch"):
         f"data-parallel devices ({shards})")
 
 
-def shard_batch(batch: Any, mesh: Mesh) -> Any:
-  """Places a process-local batch on the mesh, split on its leading axis.
+def _from_global(x: Any, sharding: NamedSharding) -> jax.Array:
+  """A global array with `sharding` from the full value `x` held by every
+  process; each process copies only the slices of its own devices."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
-  Every leaf has the process-local batch on axis 0. In a single process that
-  is the whole batch; with several processes, each passes its own share and
-  the global array (process shares concatenated in process order) is
-  assembled with `jax.make_array_from_process_local_data`.
+
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
+  """Places a global batch on the mesh, split on its leading axis.
+
+  Every leaf holds the whole global batch on axis 0. In a single process it
+  is copied to the devices with `jax.device_put`. With several processes,
+  every process must pass the same values (draw the batch with the same key
+  on every process; this is not checked): each one copies to its own devices
+  only their rows, through `jax.make_array_from_callback`. Drawing the whole
+  batch on every process costs little next to a training step and makes the
+  batch, hence the run, independent of how the devices are spread over
+  processes.
 
   Args:
-    batch: pytree of [b, ...] arrays (b = global batch / process count).
+    batch: pytree of [B, ...] arrays, B the global batch size.
     mesh: mesh with a `data` axis.
 
   Returns:
-    The same pytree of global [b * process_count, ...] `jax.Array`s.
+    The same pytree of global [B, ...] `jax.Array`s, split over `data`.
 
   Raises:
-    ValueError: if a leaf's global batch does not split over `data`.
+    ValueError: if a leaf's batch does not split over `data`.
   """
   sharding = data_sharding(mesh)
 
   def put(x):
-    x = np.asarray(x) if not isinstance(x, jax.Array) else x
-    check_batch_divisible(x.shape[0] * jax.process_count(), mesh)
+    check_batch_divisible(np.shape(x)[0], mesh)
     if jax.process_count() == 1:
+      x = np.asarray(x) if not isinstance(x, jax.Array) else x
       return jax.device_put(x, sharding)
-    return jax.make_array_from_process_local_data(sharding, x)
+    return _from_global(x, sharding)
 
   return jax.tree.map(put, batch)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places a full copy of every leaf of `tree` on every device of `mesh`."""
-  return jax.device_put(tree, replicated_sharding(mesh))
+  """Places a full copy of every leaf of `tree` on every device of `mesh`.
+
+  With several processes, every process must pass the same values (not
+  checked); each copies them to its own devices.
+  """
+  sharding = replicated_sharding(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda x: _from_global(x, sharding), tree)

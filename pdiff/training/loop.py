@@ -4,6 +4,11 @@ Every step's randomness is derived from `(config.seed, step)` with
 `jax.random.fold_in`, and the full train state (parameters, optimizer state,
 step) is checkpointed, so a run stopped and resumed from a checkpoint produces
 exactly the parameters of an uninterrupted run with the same seed.
+
+With several processes (`jax.distributed`), every process draws the same
+global batch from the same key and keeps the rows of its own devices
+(`pdiff.parallel.shard_batch`): a run on N processes trains on the batches of
+a single-process run, and matches it up to float rounding.
 """
 
 from __future__ import annotations
@@ -71,8 +76,10 @@ def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 def step_keys(seed: int, step: int) -> tuple[jax.Array, jax.Array]:
   """Data and dropout keys of one step, a function of `(seed, step)` only.
 
-  The data key also folds in the process index, so that in a multi-process
-  run every process samples a different share of the global batch.
+  Both are the same on every process of a multi-process run: each process
+  draws the whole global batch and keeps its own rows. (The data key folds in
+  0, the index of the batch's single share, which keeps the batches of
+  existing single-process runs, and so their checkpoints, reproducible.)
 
   Args:
     seed: the run's seed.
@@ -83,7 +90,7 @@ def step_keys(seed: int, step: int) -> tuple[jax.Array, jax.Array]:
   """
   step_key = jax.random.fold_in(run_keys(seed)[1], step)
   data_key, dropout_key = jax.random.split(step_key)
-  return jax.random.fold_in(data_key, jax.process_index()), dropout_key
+  return jax.random.fold_in(data_key, 0), dropout_key
 
 
 def place_batch(batch: Batch, mesh: Mesh) -> Batch:
@@ -121,9 +128,10 @@ def train(
     config: training config (`get_train_config()` of
       `experiments/configs/pretrain.py`); the model's `state_dim`/`act_dim`
       may be 0 (taken from `init_batch`).
-    sample_batch: `key -> (segments [b, K], prompts [b or 1, Kp])`, this
-      process's share b of the global batch (all of it in a single process).
-      Wrap it in `jax.jit` when it is pure JAX.
+    sample_batch: `key -> (segments [B, K], prompts [B or 1, Kp])`, the
+      global batch B; with several processes, every process must draw the
+      same batch from the same key (each keeps its devices' rows). Wrap it in
+      `jax.jit` when it is pure JAX.
     init_batch: an example `(segments, prompts)` of the same shapes, used to
       initialise the parameters.
     workdir: directory for `config.json`, `checkpoints/`, `tensorboard/` and
@@ -146,7 +154,7 @@ def train(
     raise ValueError(f"num_steps must be >= 0, got {num_steps}")
   mesh = parallel.make_mesh() if mesh is None else mesh
   segments, prompts = init_batch
-  global_batch = segments.mask.shape[0] * jax.process_count()
+  global_batch = segments.mask.shape[0]
   parallel.check_batch_divisible(global_batch, mesh, "global batch")
 
   model = make_prompt_dt(config.model, state_dim=segments.states.shape[-1],

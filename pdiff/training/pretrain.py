@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from pdiff import serialization
 from pdiff.data import samplers
@@ -75,6 +76,11 @@ def pretrain(config: ml_collections.ConfigDict, family, dataset_root: str,
       ``config.json``, ``policy.json``).
     mesh: device mesh (all devices by default).
 
+  With several processes (``jax.distributed``), every process calls this with
+  the same arguments and the same shared ``workdir``; each loads the datasets
+  and draws the whole global batch (``config.batch_per_task`` segments per
+  task, whatever the number of processes), and trains its devices' rows.
+
   Returns:
     The trained policy, ready for evaluation and tuning.
   """
@@ -83,10 +89,15 @@ def pretrain(config: ml_collections.ConfigDict, family, dataset_root: str,
   sample_batch = make_multitask_sampler(stacked, config, family, mean, std)
   init_batch = sample_batch(jax.random.key(0))
   os.makedirs(workdir, exist_ok=True)
-  exported = os.path.join(workdir, PARAMS_FILE)
-  if os.path.exists(exported):  # a copied export; checkpoints now rule
-    os.remove(exported)
-  _write_policy_info(workdir, config, family, mean, std)
+  # With several processes sharing ``workdir``, process 0 writes its files
+  # while the others wait.
+  if jax.process_index() == 0:
+    exported = os.path.join(workdir, PARAMS_FILE)
+    if os.path.exists(exported):  # a copied export; checkpoints now rule
+      os.remove(exported)
+    _write_policy_info(workdir, config, family, mean, std)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("pdiff.pretrain: policy.json written")
   state = loop.train(config.train, sample_batch, init_batch, workdir,
                      num_steps=config.num_steps, log_every=config.log_every,
                      ckpt_every=config.ckpt_every, mesh=mesh)

@@ -52,3 +52,13 @@ def test_initialize_distributed_reads_environment(monkeypatch):
   monkeypatch.setenv("JAX_PROCESS_ID", "two")
   with pytest.raises(ValueError, match="JAX_PROCESS_ID"):
     parallel.maybe_initialize_distributed(True)
+
+
+def test_initialize_distributed_twice_is_a_no_op(monkeypatch):
+  called = []
+  monkeypatch.setattr(parallel.jax.distributed, "initialize",
+                      lambda **kwargs: called.append(kwargs))
+  monkeypatch.setattr(parallel.jax.distributed, "is_initialized",
+                      lambda: True)
+  parallel.maybe_initialize_distributed(True)
+  assert not called
