@@ -44,6 +44,8 @@ class Step(NamedTuple):
   terminal: jax.Array  # [B] bool, the episode terminated at this step
   timeout: jax.Array  # [B] bool, it reached the time limit at this step
   valid: jax.Array  # [B] bool, the episode had not ended before this step
+  # The next state's metrics (``TaskFamily.metric_names``), each [B].
+  metrics: dict[str, jax.Array]
 
 
 def scan_steps(
@@ -66,9 +68,10 @@ def scan_steps(
     state: the batched ``EnvState`` ``[B]`` the episodes start from.
     xs: per-step inputs of the policy, leading axis ``T`` (e.g. keys).
     observe: optional ``(carry, step) -> carry``, called after each env
-      step with the masked :class:`Step` (e.g. to accumulate returns).
+      step with the masked :class:`Step` (e.g. to accumulate returns, or a
+      success flag from ``step.metrics``).
     record: return the steps as trajectories; without, nothing per step is
-      kept.
+      kept. Trajectories hold no metrics.
 
   Returns:
     ``(carry, final_state, trajectories)``: the policy's final carry, the
@@ -91,10 +94,12 @@ def scan_steps(
 
     step = Step(obs=pad(state.obs), action=pad(action),
                 reward=pad(next_state.reward), terminal=valid & ended & ~timeout,
-                timeout=valid & timeout, valid=valid)
+                timeout=valid & timeout, valid=valid,
+                metrics=jax.tree.map(pad, next_state.metrics))
     if observe is not None:
       carry = observe(carry, step)
-    return (next_state, carry), (step if record else None)
+    # Trajectories keep no metrics: the scan does not stack them.
+    return (next_state, carry), (step._replace(metrics={}) if record else None)
 
   (final_state, carry), steps = jax.lax.scan(body, (state, carry), xs)
   if not record:

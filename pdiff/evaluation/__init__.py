@@ -9,6 +9,7 @@ from pdiff.evaluation.report import (
 from pdiff.evaluation.rollout import (
     RolloutResult,
     evaluate_tuned,
+    has_success_metric,
     make_prompted_rollout,
     over_seeds,
 )
@@ -16,6 +17,7 @@ from pdiff.evaluation.rollout import (
 __all__ = [
     "RolloutResult",
     "evaluate_tuned",
+    "has_success_metric",
     "make_prompted_rollout",
     "markdown_table",
     "over_seeds",

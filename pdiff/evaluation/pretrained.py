@@ -30,7 +30,9 @@ def evaluate_pretrained(plm, family, dataset_root: str, *, quality: str,
 
   Returns:
     ``{split: {"tasks", "return_mean", "return_std", "dataset_return",
-    "seconds"}}`` with per-task lists.
+    "seconds"}}`` with per-task lists; for a family with a success metric
+    also ``"success_rate"``, the share of each task's episodes that
+    succeeded, in ``[0, 1]``.
   """
   out = {}
   key = jax.random.key(seed)
@@ -52,6 +54,8 @@ def evaluate_pretrained(plm, family, dataset_root: str, *, quality: str,
         return_std=np.asarray(result.std).tolist(),
         dataset_return=[dataset_returns(data[i].trajectories) for i in tasks],
         seconds=time.time() - start)
+    if result.success_rate is not None:
+      out[split]["success_rate"] = np.asarray(result.success_rate).tolist()
   return out
 
 
@@ -59,13 +63,20 @@ def markdown_report(results: dict, *, family: str, quality: str) -> str:
   lines = [f"## Prompt-DT on {family} (few-shot prompts from {quality} data)",
            ""]
   for split, r in results.items():
+    success = r.get("success_rate")
     lines += [f"### {split} tasks", "",
-              "| task | return (mean +- std over episodes) | dataset return |",
-              "|---|---|---|"]
-    for t, m, s, d in zip(r["tasks"], r["return_mean"], r["return_std"],
-                          r["dataset_return"], strict=True):
-      lines.append(f"| {t} | {m:.1f} +- {s:.1f} | {d:.1f} |")
-    lines.append(f"| **mean** | {np.mean(r['return_mean']):.1f} | "
+              "| task | return (mean +- std over episodes) | "
+              + ("success rate (%) | " if success is not None else "")
+              + "dataset return |",
+              "|---|---|" + ("---|" if success is not None else "") + "---|"]
+    for i, (t, m, s, d) in enumerate(zip(
+        r["tasks"], r["return_mean"], r["return_std"], r["dataset_return"],
+        strict=True)):
+      rate = "" if success is None else f" {100 * success[i]:.1f} |"
+      lines.append(f"| {t} | {m:.1f} +- {s:.1f} |{rate} {d:.1f} |")
+    rate = ("" if success is None
+            else f" {100 * float(np.mean(success)):.1f} |")
+    lines.append(f"| **mean** | {np.mean(r['return_mean']):.1f} |{rate} "
                  f"{np.mean(r['dataset_return']):.1f} |")
     lines.append("")
   return "\n".join(lines)

@@ -21,10 +21,31 @@ def write_json_atomic(path: str, data) -> None:
 # The per-method summary; kept here for callers of ``report.summarize``.
 summarize = statistics.summarize
 
+# Header of the success-rate column, for families with a success metric.
+SUCCESS_HEADER = "success rate (%)"
+SUCCESS_CAPTION = ("The success rate is the share of episodes in which the "
+                   "success flag was set at any step (Meta-World's "
+                   "convention), averaged over tasks and then over seeds, in "
+                   "%.")
+
+
+def has_success(rows: Mapping[str, Mapping]) -> bool:
+  """Whether any row holds a success rate (``row["success_rate"]``, only
+  families with a success metric have one)."""
+  return any(r.get("success_rate") is not None for r in rows.values())
+
+
+def success_cell(row: Mapping) -> str:
+  """The row's success rate, mean over seeds in % (``n/a`` without)."""
+  rate = row.get("success_rate")
+  return statistics.format_percent(None if rate is None else rate["mean"])
+
 
 def summarize_methods(per_method: Mapping[str, Sequence[Sequence[float]]],
                       baseline: str | None = statistics.BASELINE, *,
-                      confidence: float = 0.95) -> dict:
+                      confidence: float = 0.95,
+                      success_rates: Mapping[str, Sequence[Sequence[float]]]
+                      | None = None) -> dict:
   """Summaries of all methods, paired with the baseline, in one call.
 
   Args:
@@ -32,13 +53,19 @@ def summarize_methods(per_method: Mapping[str, Sequence[Sequence[float]]],
       all methods share seeds and tasks (in the same order).
     baseline: label of the reference row (the plain few-shot prompt).
     confidence: level of every interval.
+    success_rates: ``{label: [num_seeds, num_tasks]}`` share of successful
+      episodes in ``[0, 1]``, for a family with a success metric; a label
+      absent here gets no success rate.
 
   Returns:
     ``{"methods": {label: row}, "statistics": {...}}``. A row is
     :func:`statistics.summarize`'s dict; every row but the baseline's also
     holds ``paired``, :func:`statistics.paired_difference` of that method
     minus the baseline plus ``"baseline": baseline``. Without the baseline
-    among ``per_method`` no row holds ``paired``. ``statistics`` holds
+    among ``per_method`` no row holds ``paired``. A row of
+    ``success_rates`` also holds ``success_rate``,
+    :func:`statistics.summarize` of its rates (fractions, not %: ``mean``
+    is the mean over seeds of the task-averaged rate). ``statistics`` holds
     ``baseline`` (``None`` when absent), ``confidence``, ``num_seeds``,
     ``num_pairs``, ``difference_se`` and ``min_resolvable_difference`` (see
     :func:`statistics.difference_standard_error`) and ``sentence``
@@ -53,6 +80,12 @@ def summarize_methods(per_method: Mapping[str, Sequence[Sequence[float]]],
         paired = statistics.paired_difference(
             per_method[k], per_method[baseline], confidence=confidence)
         rows[k]["paired"] = dict(paired, baseline=baseline)
+  for k, rates in (success_rates or {}).items():
+    if k not in rows:
+      raise ValueError(f"success_rates of {k!r}, which has no returns "
+                       f"(methods: {list(rows)}).")
+    rows[k]["success_rate"] = statistics.summarize(rates,
+                                                   confidence=confidence)
   stats = statistics.difference_standard_error(per_method,
                                                confidence=confidence)
   stats.update(baseline=baseline if has_baseline else None,
@@ -85,6 +118,8 @@ def markdown_table(rows: Mapping[str, dict], *, title: str = "",
 
   Columns: ``method``; ``return (mean +- std, n seeds)`` (std with
   ddof=1); the t-interval of the mean (``95% CI``); when a row holds
+  ``success_rate`` (families with a success metric), the success rate's
+  mean over seeds in % (``n/a`` in a row without); when a row holds
   ``paired``, the paired difference to the baseline with its interval,
   ``baseline`` in the baseline's own row; the extra columns; the mean over
   seeds of each task. Returns have one decimal; ``n/a`` stands for what one
@@ -104,6 +139,9 @@ def markdown_table(rows: Mapping[str, dict], *, title: str = "",
     head = ["method", f"return (mean +- std, {common} seed"
             + ("" if common == 1 else "s") + ")"]
   head.append(f"{level} CI")
+  with_success = has_success(rows)
+  if with_success:
+    head.append(SUCCESS_HEADER)
   if with_diff:
     head.append(f"difference to {baseline or 'the baseline'} [{level} CI]")
   head += list(extra_columns or ())
@@ -118,6 +156,8 @@ def markdown_table(rows: Mapping[str, dict], *, title: str = "",
       ret += f" (n={r['num_seeds']})"
     cells = [name, ret,
              statistics.format_interval(r.get("ci_low"), r.get("ci_high"))]
+    if with_success:
+      cells.append(success_cell(r))
     if with_diff:
       if "paired" in r:
         p = r["paired"]
@@ -179,6 +219,8 @@ def _caption(results: Mapping) -> str:
     text += (f"; differences to {baseline} are paired by seed (all methods "
              "of a seed share its few-shot data)")
   text += ". "
+  if has_success(rows):
+    text += SUCCESS_CAPTION + " "
   se = stats.get("difference_se")
   if se is None:
     if n is not None and n < 2:
@@ -212,7 +254,8 @@ def results_table_markdown(results: Mapping) -> str:
       ``test_tasks`` and optionally ``family``,
       ``num_shots``, ``few_shot_quality``, ``seeds`` and ``statistics`` (as
       from :func:`summarize_methods`; without it the sentence is derived
-      from the rows and the caption says n/a).
+      from the rows and the caption says n/a). Rows with ``success_rate``
+      add the success-rate column and its sentence to the caption.
   """
   rows = results["methods"]
   if results.get("row_order"):  # JSON files sort keys: restore table order

@@ -10,6 +10,11 @@ shift left by one slot each step (left padding, as in training).
 At step ``t`` the window holds ``(R_{t-K+1..t}, s_{t-K+1..t}, a_{t-K+1..t})``
 with ``a_t`` still zero; the policy's prediction at the last slot is ``a_t``.
 After the env step, ``R_{t+1} = R_t - r_t / return_scale``.
+
+Families with a ``success`` metric (``TaskFamily.metric_names``, e.g.
+``metaworld_reach``) also report successes, as Meta-World's evaluation does
+with ``terminate_on_success``: an episode succeeds if the metric is positive
+at any of its valid steps.
 """
 
 from __future__ import annotations
@@ -30,12 +35,25 @@ from pdiff.types import Segments
 PolicyFn = Callable[[Any, Segments, Segments], jax.Array]
 
 
+# The per-step metric of a family that marks a successful step.
+SUCCESS_METRIC = "success"
+
+
+def has_success_metric(family) -> bool:
+  """Whether ``family``'s steps carry a success flag (:data:`SUCCESS_METRIC`
+  among its ``metric_names``)."""
+  return SUCCESS_METRIC in family.metric_names
+
+
 @flax.struct.dataclass
 class RolloutResult:
-  """Undiscounted returns of a batch of prompted episodes."""
+  """Undiscounted returns (and successes) of a batch of prompted episodes."""
 
   returns: jax.Array  # [num_tasks, num_episodes] float32
   lengths: jax.Array  # [num_tasks, num_episodes] int32, steps before done
+  # [num_tasks, num_episodes] float32, 1.0 if the success metric was > 0 at
+  # a valid step of the episode; None for a family without that metric.
+  successes: jax.Array | None = None
 
   @property
   def mean(self) -> jax.Array:  # [num_tasks]
@@ -44,6 +62,12 @@ class RolloutResult:
   @property
   def std(self) -> jax.Array:  # [num_tasks]
     return self.returns.std(axis=-1)
+
+  @property
+  def success_rate(self) -> jax.Array | None:  # [num_tasks], or None
+    """Share of each task's episodes that succeeded (None without
+    successes)."""
+    return None if self.successes is None else self.successes.mean(axis=-1)
 
 
 @flax.struct.dataclass
@@ -111,6 +135,8 @@ def make_prompted_rollout(
   Returns:
     A jitted function. ``prompts`` is a :class:`Segments` with a leading task
     axis ``[num_tasks, Kp, ...]``; ``task_indices`` is ``[num_tasks]`` int.
+    Its result holds ``successes`` when the family has a success metric
+    (:func:`has_success_metric`), else None.
   """
   if context_len < 1:
     raise ValueError(f"context_len must be >= 1, got {context_len}.")
@@ -123,6 +149,7 @@ def make_prompted_rollout(
   ds, da = family.observation_size, family.action_size
   state_mean = jnp.asarray(state_mean, jnp.float32)
   state_std = jnp.asarray(state_std, jnp.float32)
+  with_success = has_success_metric(family)
 
   def one_task(params, prompt, task, key):
     # prompt: Segments [Kp, ...] of one task; task: one Task.
@@ -138,27 +165,34 @@ def make_prompted_rollout(
         timesteps=jnp.zeros((e, context_len), jnp.int32),
         mask=jnp.zeros((e, context_len), jnp.float32),
     )
-    # carry: window, return-to-go [E], return [E], length [E]
+    # carry: window, return-to-go [E], return [E], length [E], success [E]
+    # bool (None without a success metric)
     carry = (window, jnp.full((e,), target / scale, jnp.float32),
-             jnp.zeros((e,), jnp.float32), jnp.zeros((e,), jnp.int32))
+             jnp.zeros((e,), jnp.float32), jnp.zeros((e,), jnp.int32),
+             jnp.zeros((e,), bool) if with_success else None)
 
     def act(carry, env_state, t):
-      window, rtg, ret, length = carry
+      window, rtg, ret, length, success = carry
       obs = (env_state.obs - state_mean) / state_std  # [E, ds]
       tt = jnp.full((e,), jnp.minimum(t, max_ep_len - 1), jnp.int32)
       window = window.push(obs, rtg, tt)
       action = policy_fn(params, window.as_segments(), prompts)[:, -1]  # [E, da]
-      return action, (window, rtg, ret, length)
+      return action, (window, rtg, ret, length, success)
 
     def observe(carry, step: Step):
-      window, rtg, ret, length = carry
+      window, rtg, ret, length, success = carry
       window = window.set_last(step.action, step.reward)
+      if success is not None:
+        success = success | (step.valid
+                             & (step.metrics[SUCCESS_METRIC] > 0))
       return (window, rtg - step.reward / scale, ret + step.reward,
-              length + step.valid.astype(jnp.int32))
+              length + step.valid.astype(jnp.int32), success)
 
     carry, _, _ = scan_steps(family, act, carry, env_state, jnp.arange(horizon),
                              observe=observe, record=False)
-    return carry[2], carry[3]
+    _, _, ret, length, success = carry
+    return ret, length, (None if success is None
+                         else success.astype(jnp.float32))
 
   params_axis = 0 if params_per_task else None
 
@@ -166,16 +200,17 @@ def make_prompted_rollout(
   def rollout(params, prompts: Segments, task_indices, key) -> RolloutResult:
     tasks = family.tasks(task_indices)
     keys = jax.random.split(key, task_indices.shape[0])
-    returns, lengths = jax.vmap(one_task, in_axes=(params_axis, 0, 0, 0))(
-        params, prompts, tasks, keys)
-    return RolloutResult(returns=returns, lengths=lengths)
+    returns, lengths, successes = jax.vmap(
+        one_task, in_axes=(params_axis, 0, 0, 0))(params, prompts, tasks, keys)
+    return RolloutResult(returns=returns, lengths=lengths, successes=successes)
 
   return rollout
 
 
 def over_seeds(rollout):
   """Adds a seeds axis: ``rollout(params, prompts, task_indices, keys [S])``
-  returns a ``RolloutResult`` with fields ``[S, num_tasks, num_episodes]``;
+  returns a ``RolloutResult`` with fields ``[S, num_tasks, num_episodes]``
+  (``successes`` stays None for a family without a success metric);
   everything stays one jitted program."""
   return jax.jit(jax.vmap(rollout, in_axes=(None, None, None, 0)))
 
@@ -209,6 +244,10 @@ def evaluate_tuned(plm, family, tuned, task_indices, key, *, num_episodes: int,
     key: rollout key.
     num_episodes: episodes per task.
     params_per_task: ``tuned.params`` has a leading task axis.
+
+  Returns:
+    The ``RolloutResult`` ``[num_tasks, num_episodes]``; ``successes`` is
+    None unless the family has a success metric.
   """
   rollout = _cached_rollout(
       family, plm.model, plm.context_len, num_episodes,

@@ -238,6 +238,12 @@ def format_number(x: float | None, digits: int = 1, *,
   return text
 
 
+def format_percent(fraction: float | None, digits: int = 1) -> str:
+  """A fraction in ``[0, 1]`` as a percentage with ``digits`` decimals and no
+  sign (``0.25 -> "25.0"``), ``n/a`` for None."""
+  return "n/a" if fraction is None else format_number(100.0 * fraction, digits)
+
+
 def format_interval(low: float | None, high: float | None,
                     digits: int = 1) -> str:
   """``[low, high]`` with ``digits`` decimals, ``n/a`` when undefined."""

@@ -32,6 +32,7 @@ from absl import logging
 from pdiff import envs, provenance, stages
 from pdiff.data import loading
 from pdiff.evaluation import report
+from pdiff.evaluation.rollout import has_success_metric
 from pdiff.pipeline import prepare, tuning_runs
 from pdiff.pipeline.validate import check_run_config
 from pdiff.tuning import registry
@@ -115,7 +116,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
               context, workdir, seed, prepare_inputs, prepare_fns[fn_key])
         value, inputs["prepare"] = prepared[p_fp]
       record = tuning_runs.run_record(config, label, method, mconf, seed,
-                                      inputs)
+                                      inputs,
+                                      success=has_success_metric(family))
       path = tuning_runs.run_path(workdir, label, seed, record["fingerprint"])
       done = stages.read_record(path)
       if stages.is_complete(done, record["fingerprint"]):
@@ -147,11 +149,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def write_results(config, family, workdir: str, runs, info: dict,
                   plm_parameters: int, stage_seconds: dict,
                   wall_seconds: float, inputs: dict) -> dict:
-  """``results/results.{json,md}`` and ``returns.png`` from the runs."""
+  """``results/results.{json,md}`` and ``returns.png`` from the runs.
+
+  A method whose runs all hold success rates (a family with a success
+  metric) gets ``success_rate`` in its row and the table's column.
+  """
   seeds = list(config.seeds)
   per_method = {label: [by_seed[s]["task_means"] for s in seeds]
                 for label, by_seed in runs.items()}
-  summary = report.summarize_methods(per_method)
+  success = {label: [tuning_runs.task_success_rates(by_seed[s])
+                     for s in seeds] for label, by_seed in runs.items()}
+  success = {label: rates for label, rates in success.items()
+             if all(r is not None for r in rates)}
+  summary = report.summarize_methods(per_method,
+                                     success_rates=success or None)
   for label, row in summary["methods"].items():
     row["tune_seconds"] = [runs[label][s]["tune_seconds"] for s in seeds]
     row["eval_seconds"] = [runs[label][s]["eval_seconds"] for s in seeds]

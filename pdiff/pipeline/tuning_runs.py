@@ -122,12 +122,21 @@ def ensure_prepared(config, method: registry.Method, mconf, context, workdir,
 
 
 def run_record(config, label: str, method: registry.Method, mconf,
-               seed: int, inputs: dict[str, str]) -> dict:
-  """The stage record of one method x seed run (tuning + evaluation)."""
+               seed: int, inputs: dict[str, str], *,
+               success: bool = False) -> dict:
+  """The stage record of one method x seed run (tuning + evaluation).
+
+  ``success``: the family has a success metric, so the run records success
+  rates. It is part of the fingerprint of such a family's runs only (a run
+  of it without success rates is not reused); other families' fingerprints
+  do not depend on it.
+  """
   subtree = dict(label=label, method=method.name, config=mconf.to_dict(),
                  seed=seed, root_seed=config.seed, num_shots=config.num_shots,
                  few_shot_quality=config.few_shot_quality,
                  eval_episodes=config.eval_episodes)
+  if success:
+    subtree["success_rates"] = True
   return stages.make_record("run", RUN_VERSION, subtree, inputs)
 
 
@@ -160,7 +169,13 @@ def tune_and_evaluate(config, context: registry.TuningContext,
                       method: registry.Method, tune, data: Trajectories,
                       prepared, seed: int, record: dict, path: str) -> dict:
   """Tunes every test task at once, rolls the tuned policies out, writes
-  the run (atomically: the file is its stage record)."""
+  the run (atomically: the file is its stage record).
+
+  The run holds, per test task (``tasks``), the mean and std over episodes
+  of the return (``task_means``, ``task_stds``) and, for a family with a
+  success metric, the share of successful episodes in ``[0, 1]``
+  (``task_success_rates``; absent for other families).
+  """
   k_tune, k_eval = run_keys(config, seed)
   tests = list(context.test_tasks)
   start = time.time()
@@ -179,10 +194,21 @@ def tune_and_evaluate(config, context: registry.TuningContext,
              task_stds=np.asarray(result.std).tolist(),
              tune_metrics=last, loss_curves=curves, tune_seconds=t_tune,
              eval_seconds=t_eval)
+  success = ""
+  if result.success_rate is not None:
+    run["task_success_rates"] = np.asarray(result.success_rate).tolist()
+    success = f", success rate {100 * np.mean(run['task_success_rates']):.1f}%"
   stages.write_json_atomic(path, run)
-  logging.info("%s seed %d: mean test return %.1f (tune %.0fs, eval %.0fs)",
-               run["method"], seed, np.mean(run["task_means"]), t_tune, t_eval)
+  logging.info("%s seed %d: mean test return %.1f%s (tune %.0fs, eval %.0fs)",
+               run["method"], seed, np.mean(run["task_means"]), success,
+               t_tune, t_eval)
   return run
+
+
+def task_success_rates(run: dict) -> list[float] | None:
+  """A run's per-task success rates; None for a run without (a family
+  without a success metric)."""
+  return run.get("task_success_rates")
 
 
 def stacked(trajs: list[Trajectories]) -> Trajectories:

@@ -1,4 +1,5 @@
-"""rollout(): Trajectories with lengths, terminal flags, time-outs, padding."""
+"""rollout(): Trajectories with lengths, terminal flags, time-outs, padding;
+scan_steps' per-step metrics."""
 
 import dataclasses
 
@@ -8,7 +9,12 @@ import numpy as np
 import pytest
 
 from pdiff import envs
-from pdiff.envs.rollout import random_returns, rollout, uniform_random_policy
+from pdiff.envs.rollout import (
+  random_returns,
+  rollout,
+  scan_steps,
+  uniform_random_policy,
+)
 
 REACHED = 0.5  # distance at which the reaching variant terminates
 
@@ -84,3 +90,38 @@ def test_random_returns_per_task():
   assert np.all(np.asarray(returns) < -3.0)
   with pytest.raises(ValueError, match="episodes_per_task"):
     random_returns(family, jax.random.key(0), 0)
+
+
+def test_steps_carry_the_metrics_zero_after_the_end():
+  """``observe`` sees each step's metrics (point_robot's distance to the
+  goal after the step), zero once the episode has ended; the recorded
+  trajectories are those of ``rollout``."""
+  family = ReachingPointRobot()
+  tasks = family.tasks(np.arange(family.num_tasks))
+  batch = family.num_tasks
+
+  def policy_step(carry, state, key):
+    keys = jax.random.split(key, batch)
+    return jax.vmap(greedy_policy)(keys, state.obs, state.task), carry
+
+  def observe(carry, step):
+    total, count = carry
+    distance = step.metrics["distance"]  # [B]
+    return total + distance, count + (distance > 0).astype(jnp.int32)
+
+  @jax.jit
+  def play(key):
+    reset_key, step_key = jax.random.split(key)
+    state = jax.vmap(family.reset)(jax.random.split(reset_key, batch), tasks)
+    carry = (jnp.zeros(batch), jnp.zeros(batch, jnp.int32))
+    return scan_steps(family, policy_step, carry, state,
+                      jax.random.split(step_key, family.episode_length),
+                      observe=observe)
+
+  (total, count), _, trajectories = play(jax.random.key(1))
+  t = jax.tree.map(np.asarray, trajectories)
+  assert (t.lengths < family.episode_length).any()  # some end early
+  np.testing.assert_array_equal(count, t.lengths)  # zero after the end
+  np.testing.assert_allclose(total, -t.rewards.sum(axis=1), rtol=1e-6)
+  expected, _ = rollout(family, greedy_policy, jax.random.key(1), tasks)
+  jax.tree.map(np.testing.assert_array_equal, trajectories, expected)

@@ -191,6 +191,59 @@ def test_results_table_markdown_pools_pairs_and_one_seed():
                      "tested.\n")
 
 
+# Success rates of the same seeds and tasks, in [0, 1].
+BASE_SUCCESS = [[0.5, 1.0], [0.25, 0.75], [0.5, 1.0]]
+FLAT_SUCCESS = [[1.0, 1.0], [0.75, 1.0], [1.0, 1.0]]
+
+
+def test_rows_without_success_rates_have_no_column():
+  results = results_dict({"prompt_dt": BASE, "flat": FLAT}, [0, 1, 2])
+  assert not any("success_rate" in r for r in results["methods"].values())
+  assert not report.has_success(results["methods"])
+  md = report.results_table_markdown(results)
+  assert "success" not in md
+
+
+def test_success_rate_column_beside_the_return():
+  per_method = {"prompt_dt": BASE, "flat": FLAT, "other": BASE}
+  results = dict(family="metaworld_reach", test_tasks=[2, 7], num_shots=5,
+                 few_shot_quality="expert", seeds=[0, 1, 2],
+                 **report.summarize_methods(
+                     per_method, success_rates={"prompt_dt": BASE_SUCCESS,
+                                                "flat": FLAT_SUCCESS}))
+  assert results == strict(results)
+  rows = results["methods"]
+  rate = rows["prompt_dt"]["success_rate"]
+  # Task means per seed 0.75, 0.5, 0.75: mean 2/3; per task 5/12 and 11/12.
+  assert rate["mean"] == pytest.approx(2 / 3)
+  np.testing.assert_allclose(rate["per_seed"], [0.75, 0.5, 0.75])
+  np.testing.assert_allclose(rate["per_task"], [5 / 12, 11 / 12])
+  assert rows["flat"]["success_rate"]["mean"] == pytest.approx(23 / 24)
+  assert "success_rate" not in rows["other"]
+  # The returns' figures do not depend on the success rates.
+  plain = report.summarize_methods(per_method)
+  for label, row in rows.items():
+    assert {k: v for k, v in row.items() if k != "success_rate"} == (
+        plain["methods"][label])
+  lines = report.results_table_markdown(results).rstrip("\n").split("\n")
+  assert lines[2] == ("| method | return (mean +- std, 3 seeds) | 95% CI | "
+                      "success rate (%) | difference to prompt_dt [95% CI] | "
+                      "task 2 | task 7 |")
+  assert lines[4] == ("| prompt_dt | 13.8 +- 0.8 | [11.9, 15.7] | 66.7 | "
+                      "baseline | 9.3 | 18.3 |")
+  assert lines[5] == ("| flat | 16.0 +- 1.7 | [11.7, 20.3] | 95.8 | "
+                      "+2.2 [-1.0, 5.3] | 11.0 | 21.0 |")
+  assert lines[6].startswith("| other | 13.8 +- 0.8 | [11.9, 15.7] | n/a | ")
+  caption = lines[8]
+  assert (" The success rate is the share of episodes in which the success "
+          "flag was set at any step (Meta-World's convention), averaged over "
+          "tasks and then over seeds, in %. ") in caption
+  assert report.results_table_markdown(strict(results)) == (
+      report.results_table_markdown(results))
+  with pytest.raises(ValueError, match="missing"):
+    report.summarize_methods(per_method, success_rates={"missing": BASE})
+
+
 def test_write_json_atomic_creates_dirs_and_leaves_no_tmp(tmp_path):
   path = tmp_path / "a" / "b" / "results.json"
   report.write_json_atomic(str(path), {"x": [1, 2.5], "y": "z"})
@@ -249,6 +302,14 @@ def test_markdown_report_rows_and_means():
   assert "| 2 | -10.0 +- 1.0 | -5.0 |" in md
   assert "| 7 | -20.0 +- 2.0 | -6.0 |" in md
   assert "| **mean** | -15.0 | -5.5 |" in md
+  assert "success" not in md
+  results["test"]["success_rate"] = [0.5, 0.25]
+  md = pretrained.markdown_report(results, family="metaworld_reach",
+                                  quality="expert")
+  assert ("| task | return (mean +- std over episodes) | success rate (%) | "
+          "dataset return |\n|---|---|---|---|") in md
+  assert "| 2 | -10.0 +- 1.0 | 50.0 | -5.0 |" in md
+  assert "| **mean** | -15.0 | 37.5 | -5.5 |" in md
 
 
 def test_method_columns_describe_each_method():

@@ -6,6 +6,7 @@ the PLM entry points.
 """
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,9 @@ from pdiff.evaluation import rollout as rollout_lib
 from pdiff.evaluation.rollout import (
   RolloutResult,
   evaluate_tuned,
+  has_success_metric,
   make_prompted_rollout,
+  over_seeds,
 )
 from pdiff.tuning.base import few_shot_prompt, stack_tuned
 from pdiff.types import Segments
@@ -202,6 +205,96 @@ def test_rollout_result_mean_std():
   assert result.mean.shape == result.std.shape == (3,)
   np.testing.assert_allclose(result.mean, returns.mean(-1), rtol=1e-6)
   np.testing.assert_allclose(result.std, returns.std(-1), rtol=1e-6)
+  assert result.successes is None and result.success_rate is None
+  successes = np.array([[1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], np.float32)
+  result = result.replace(successes=jnp.asarray(successes))
+  np.testing.assert_allclose(result.success_rate, [0.25, 1.0, 0.0])
+
+
+def test_point_robot_has_no_successes(constant_rollout):
+  """Without a success metric, successes stay None, over seeds too."""
+  assert not has_success_metric(FAMILY)
+  args = (jnp.array([0.05, 0.03]), dummy_prompts(len(TASKS)), TASKS)
+  result = constant_rollout(*args, jax.random.key(3))
+  assert result.successes is None and result.success_rate is None
+  keys = jax.random.split(jax.random.key(4), 3)
+  seeds = over_seeds(constant_rollout)(*args, keys)
+  assert seeds.successes is None
+  assert seeds.returns.shape == (3, len(TASKS), NUM_EPISODES)
+  np.testing.assert_allclose(seeds.returns[1],
+                             constant_rollout(*args, keys[1]).returns,
+                             rtol=1e-6)
+
+
+ZONE_X, ZONE_HALF_WIDTH = 0.5, 0.025
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ZonePointRobot(envs.PointRobot):
+  """point_robot with a success flag while the robot's x is within
+  ``ZONE_HALF_WIDTH`` of ``ZONE_X``: moving right by 0.1 a step from the
+  origin, it is on at step 5 only."""
+
+  metric_names: ClassVar[tuple[str, ...]] = ("distance", "success")
+
+  def transition(self, pipeline_state, obs, action, params):
+    pipeline_state, position, reward, terminated, metrics = super().transition(
+        pipeline_state, obs, action, params)
+    inside = jnp.abs(position[0] - ZONE_X) < ZONE_HALF_WIDTH
+    metrics = dict(metrics, success=inside.astype(jnp.float32))
+    return pipeline_state, position, reward, terminated, metrics
+
+
+def test_success_is_the_flag_at_any_step():
+  """Per-task actions 0.1, 0.05 and 0.02 to the right: x crosses the zone at
+  steps 5 and 10, and never reaches it (0.4 after 20 steps)."""
+  family = ZonePointRobot()
+  assert has_success_metric(family)
+  rollout = make_prompted_rollout(
+      family, constant_policy, context_len=K, num_episodes=NUM_EPISODES,
+      state_mean=jnp.zeros(DS), state_std=jnp.ones(DS), params_per_task=True)
+  actions = jnp.array([[0.1, 0.0], [0.05, 0.0], [0.02, 0.0]])
+  tasks = TASKS
+  result = rollout(actions, dummy_prompts(len(tasks)), tasks,
+                   jax.random.key(0))
+  assert result.successes.dtype == jnp.float32
+  np.testing.assert_array_equal(result.successes, [[1, 1], [1, 1], [0, 0]])
+  np.testing.assert_array_equal(result.success_rate, [1, 1, 0])
+  # The flag is on at step 5 only, off at the episode's end.
+  step = jax.jit(family.step)
+  state = family.reset(jax.random.key(0), family.task(int(tasks[0])))
+  flags = []
+  for _ in range(family.episode_length):
+    state = step(state, actions[0])
+    flags.append(float(state.metrics["success"]))
+  assert flags == [1.0 if t == 5 else 0.0 for t in range(1, 21)]
+  # A seeds axis keeps successes (the start is not random here).
+  seeds = over_seeds(rollout)(actions, dummy_prompts(len(tasks)), tasks,
+                              jax.random.split(jax.random.key(1), 2))
+  assert seeds.successes.shape == (2, len(tasks), NUM_EPISODES)
+  np.testing.assert_array_equal(seeds.successes[1], result.successes)
+
+
+def test_successes_match_python_loop():
+  """Random starts: some episodes cross the zone, some jump over it."""
+  family = dataclasses.replace(ZonePointRobot(), reset_noise_scale=0.3)
+  num_episodes = 4
+  rollout = make_prompted_rollout(
+      family, constant_policy, context_len=K, num_episodes=num_episodes,
+      state_mean=jnp.zeros(DS), state_std=jnp.ones(DS))
+  action, key = jnp.array([0.1, 0.0]), jax.random.key(5)
+  result = rollout(action, dummy_prompts(len(TASKS)), TASKS, key)
+  step, reset = jax.jit(family.step), jax.jit(family.reset)
+  expected = np.zeros((len(TASKS), num_episodes))
+  for m, task_key in enumerate(jax.random.split(key, len(TASKS))):
+    for e, ep_key in enumerate(jax.random.split(task_key, num_episodes)):
+      state = reset(ep_key, family.task(int(TASKS[m])))
+      for _ in range(family.episode_length):
+        state = step(state, action)
+        expected[m, e] = max(expected[m, e], float(state.metrics["success"]))
+  assert 0 < expected.mean() < 1  # both outcomes occur
+  np.testing.assert_array_equal(result.successes, expected)
+  np.testing.assert_allclose(result.success_rate, expected.mean(axis=1))
 
 
 @pytest.mark.parametrize("field,kwargs", [
@@ -279,6 +372,7 @@ def test_evaluate_pretrained_on_saved_datasets(tmp_path):
   assert len(r["return_mean"]) == len(r["return_std"]) == len(family.test_tasks)
   assert np.all(np.isfinite(r["return_mean"]))
   assert np.all(np.asarray(r["return_std"]) >= 0)
+  assert "success_rate" not in r  # point_robot has no success metric
   for i, d in zip(family.test_tasks, r["dataset_return"], strict=True):
     t = data[i]
     assert d == pytest.approx(float(t.rewards.sum(1).mean()), rel=1e-5)

@@ -175,6 +175,14 @@ def test_format_number(x, kwargs, text):
   assert statistics.format_number(x, **kwargs) == text
 
 
+def test_format_percent():
+  assert statistics.format_percent(2 / 3) == "66.7"
+  assert statistics.format_percent(1.0) == "100.0"
+  assert statistics.format_percent(0.0) == "0.0"
+  assert statistics.format_percent(0.12345, digits=2) == "12.35"
+  assert statistics.format_percent(None) == "n/a"
+
+
 def test_format_interval_and_confidence_label():
   assert statistics.format_interval(-0.959, 5.292) == "[-1.0, 5.3]"
   assert statistics.format_interval(None, None) == "n/a"

@@ -8,8 +8,10 @@ config, interrupt it, or call single stages on its outputs.
 import json
 import os
 import shutil
+import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from experiments.configs import run as run_configs
 from pdiff import envs, pipeline, serialization, stages
 from pdiff.data import collect, loading
+from pdiff.evaluation.rollout import RolloutResult
 from pdiff.pipeline import prepare, tuning_runs
 from pdiff.training import loop
 from pdiff.training import pretrain as pretrain_lib
@@ -399,3 +402,110 @@ def test_every_registered_method_in_one_tiny_run(first_run, tmp_path):
   assert "online episodes" in results["methods"]["prompt_bandit"][
       "information"]
   assert "(diagnostic)" in md
+
+
+def test_success_rates_only_change_a_success_familys_fingerprints():
+  config = tiny_config()
+  method = registry.get("prompt_dt")
+  args = (config, "prompt_dt", method, config.tuning.prompt_dt, 0,
+          {"plm": "abc"})
+  plain = tuning_runs.run_record(*args)
+  assert "success_rates" not in plain["config"]
+  assert tuning_runs.run_record(*args, success=False) == plain
+  success = tuning_runs.run_record(*args, success=True)
+  assert success["config"]["success_rates"] is True
+  assert success["fingerprint"] != plain["fingerprint"]
+
+
+@pytest.mark.parametrize("with_success", [False, True])
+def test_run_json_holds_task_success_rates(tmp_path, monkeypatch,
+                                           with_success):
+  """A rollout with successes puts them in the run's JSON, per task; one
+  without leaves no key (the evaluation is faked here)."""
+  config = tiny_config()
+  tests = (2, 7)
+  successes = (jnp.array([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+               if with_success else None)
+  result = RolloutResult(returns=jnp.array([[-5.0] * 4, [-7.0] * 4]),
+                         lengths=jnp.full((2, 4), 20, jnp.int32),
+                         successes=successes)
+  monkeypatch.setattr(tuning_runs, "evaluate_tuned",
+                      lambda *args, **kwargs: result)
+  context = types.SimpleNamespace(plm=None, family=None, test_tasks=tests)
+  method = registry.get("prompt_dt")
+  record = tuning_runs.run_record(config, "prompt_dt", method,
+                                  config.tuning.prompt_dt, 0, {},
+                                  success=with_success)
+
+  def tune(prepared, data, keys):
+    return jnp.zeros(len(tests)), {"loss": jnp.zeros((len(tests), 3))}
+
+  path = str(tmp_path / "run.json")
+  run = tuning_runs.tune_and_evaluate(config, context, method, tune,
+                                      {"x": np.zeros(2)}, None, 0, record,
+                                      path)
+  saved = strict_json(path)
+  assert saved == json.loads(json.dumps(run))
+  assert saved["task_means"] == [-5.0, -7.0]
+  if with_success:
+    assert saved["task_success_rates"] == [0.5, 1.0]
+    assert tuning_runs.task_success_rates(saved) == [0.5, 1.0]
+  else:
+    assert "task_success_rates" not in saved
+    assert tuning_runs.task_success_rates(saved) is None
+
+
+def fake_runs(without):
+  """Two seeds' runs of two methods; the ``(label, seed)`` pairs in
+  ``without`` have no success rates."""
+  means = {"prompt_dt": [[-10.0, -12.0], [-11.0, -13.0]],
+           "adaptor": [[-8.0, -9.0], [-9.0, -10.0]]}
+  rates = {"prompt_dt": [[0.5, 0.25], [0.75, 0.5]],
+           "adaptor": [[1.0, 0.5], [1.0, 1.0]]}
+  runs = {}
+  for label in means:
+    runs[label] = {}
+    for s in (0, 1):
+      run = dict(task_means=means[label][s], tune_seconds=1.0,
+                 eval_seconds=2.0, fingerprint=f"{label}{s}")
+      if (label, s) not in without:
+        run["task_success_rates"] = rates[label][s]
+      runs[label][s] = run
+  return runs
+
+
+@pytest.mark.parametrize("case", ["none", "all", "one_run_without"])
+def test_results_table_success_column(tmp_path, case):
+  """Success rates of every run: a column beside the return and a summary
+  in each row; a method with a run without them: n/a; runs without any
+  (a family without a success metric): neither."""
+  without = {"none": {("prompt_dt", 0), ("prompt_dt", 1), ("adaptor", 0),
+                      ("adaptor", 1)},
+             "all": set(), "one_run_without": {("adaptor", 1)}}[case]
+  config = tiny_config()
+  family = types.SimpleNamespace(name="point_robot", backend="jax",
+                                 test_tasks=(2, 7))
+  runs = fake_runs(without)
+  info = {label: {} for label in runs}
+  results = pipeline.write_results(config, family, str(tmp_path), runs, info,
+                                   100, {}, 1.0, {})
+  saved = strict_json(tmp_path / "results" / "results.json")
+  md = open(tmp_path / "results" / "results.md").read()
+  rows = saved["methods"]
+  assert rows == json.loads(json.dumps(results["methods"]))
+  assert "| prompt_dt | -11.5 +- 0.7 | [-17.9, -5.1] |" in md
+  if case == "none":
+    assert not any("success_rate" in r for r in rows.values())
+    assert "success" not in md
+    return
+  assert rows["prompt_dt"]["success_rate"]["mean"] == pytest.approx(0.5)
+  np.testing.assert_allclose(rows["prompt_dt"]["success_rate"]["per_task"],
+                             [0.625, 0.375])
+  assert "| 95% CI | success rate (%) | difference to prompt_dt" in md
+  assert "| prompt_dt | -11.5 +- 0.7 | [-17.9, -5.1] | 50.0 | baseline |" in md
+  if case == "one_run_without":
+    assert "success_rate" not in rows["adaptor"]
+    assert "| adaptor | -9.0 +- 0.7 | [-15.4, -2.6] | n/a | " in md
+  else:
+    assert rows["adaptor"]["success_rate"]["mean"] == pytest.approx(0.875)
+    assert "| adaptor | -9.0 +- 0.7 | [-15.4, -2.6] | 87.5 | " in md
