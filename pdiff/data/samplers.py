@@ -32,6 +32,7 @@ def sample_segments(
     state_std: jax.Array | None,
     max_ep_len: int,
     weight_by_length: bool = False,
+    rtg: jax.Array | None = None,
 ) -> Segments:
   """Decision-Transformer training windows (Prompt-DT's ``get_batch``).
 
@@ -50,6 +51,8 @@ def sample_segments(
     max_ep_len: timesteps are clipped to ``max_ep_len - 1``.
     weight_by_length: draw trajectories proportionally to their length, as
       Prompt-DT does; the default draws them uniformly.
+    rtg: optional ``[N, T]`` unscaled returns-to-go to read instead of the
+      data's (``sum(rewards[t:])``), e.g. those an evaluation would feed.
 
   Returns:
     Segments with fields [B, K, ...].
@@ -62,7 +65,8 @@ def sample_segments(
       key_start, (batch_size,), 0, jnp.maximum(lengths, 1))  # [B]
   return trajectory_windows(
       trajs, traj_indices, starts, seq_len, return_scale=return_scale,
-      state_mean=state_mean, state_std=state_std, max_ep_len=max_ep_len)
+      state_mean=state_mean, state_std=state_std, max_ep_len=max_ep_len,
+      rtg=rtg)
 
 
 def few_shot_split(trajs: Trajectories, num_shots: int) -> Trajectories:

@@ -357,8 +357,10 @@ def make_finetune(model: PromptDiffuser, plm: PretrainedPolicy,
   ``few_shot`` ``[N, T, ...]`` is the task's whole few-shot data; with
   ``num_candidates > 1`` its last ``selection_holdout`` trajectories are left
   out (:func:`split_few_shot`), kept for :func:`generate_prompt`'s selection.
-  ``metrics`` holds per-step ``dm_loss``, ``dt_loss`` and ``cosine`` (the
-  cosine between g_DM and g_DT; NaN-free, 0 in ``dm_only`` mode).
+  ``metrics`` holds per-step ``dm_loss``, ``dt_loss``, ``cosine`` (the
+  cosine between g_DM and g_DT; NaN-free, 0 in ``dm_only`` mode) and the
+  global norms ``dm_grad_norm`` and ``dt_grad_norm`` (0 in ``dm_only``
+  mode) of the two gradients, before scaling or projection.
 
   Raises:
     ValueError: from :func:`check_config` or :func:`check_positions` when
@@ -383,8 +385,10 @@ def make_finetune(model: PromptDiffuser, plm: PretrainedPolicy,
         dt_loss, g_dt = jax.value_and_grad(_dt_loss, argnums=2)(
             model, plm, params, few_shot, k_dt, config)
         cosine = _cosine(g_dm, g_dt)
+        dt_norm = _norm(g_dt)
       else:
         dt_loss, g_dt, cosine = jnp.nan, None, jnp.zeros(())
+        dt_norm = jnp.zeros(())
       if config.mode == "sum":
         g = jax.tree.map(lambda a, b: a + config.guidance_scale * b, g_dm, g_dt)
         updates, opt_state = optimizer.update(g, opt_state, params)
@@ -398,13 +402,18 @@ def make_finetune(model: PromptDiffuser, plm: PretrainedPolicy,
         updates, opt_state = optimizer.update(g_dm, opt_state, params)
       params = optax.apply_updates(params, updates)
       return (params, opt_state), dict(dm_loss=dm_loss, dt_loss=dt_loss,
-                                       cosine=cosine)
+                                       cosine=cosine, dm_grad_norm=_norm(g_dm),
+                                       dt_grad_norm=dt_norm)
 
     keys = jax.random.split(key, config.finetune_steps)
     (params, _), metrics = jax.lax.scan(step, (params, opt_state), keys)
     return params, metrics
 
   return finetune
+
+
+def _norm(a) -> jax.Array:
+  return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(a)))
 
 
 def _cosine(a, b) -> jax.Array:

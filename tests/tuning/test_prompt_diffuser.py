@@ -247,12 +247,15 @@ def test_finetune_dm_only(setup):
   plm, model, params, stacked, _ = setup
   new_params, metrics = finetune_fn(model, plm, mode="dm_only")(
       params, first_task(stacked), jax.random.key(6))
-  assert set(metrics) == {"dm_loss", "dt_loss", "cosine"}
+  assert set(metrics) == {"dm_loss", "dt_loss", "cosine", "dm_grad_norm",
+                          "dt_grad_norm"}
   for value in metrics.values():
     assert value.shape == (FINETUNE_STEPS,)
   assert np.all(np.isfinite(metrics["dm_loss"]))
   assert np.all(np.isnan(metrics["dt_loss"]))  # no guidance loss computed
   np.testing.assert_array_equal(metrics["cosine"], 0.0)
+  np.testing.assert_array_equal(metrics["dt_grad_norm"], 0.0)
+  assert np.all(metrics["dm_grad_norm"] > 0)
   assert params_differ(params, new_params)
 
 
@@ -267,9 +270,14 @@ def test_guided_finetune_differs_from_dm_only(setup, overrides):
   base, base_metrics = finetune_fn(model, plm, mode="dm_only")(
       params, few_shot, key)
   guided, metrics = finetune_fn(model, plm, **overrides)(params, few_shot, key)
-  for name in ("dm_loss", "dt_loss", "cosine"):
+  for name in ("dm_loss", "dt_loss", "cosine", "dm_grad_norm",
+               "dt_grad_norm"):
     assert np.all(np.isfinite(metrics[name])), name
   assert np.all(metrics["dt_loss"] >= 0)
+  assert np.all(metrics["dt_grad_norm"] > 0)
+  # Same parameters and keys at the first step: the same diffusion gradient.
+  np.testing.assert_allclose(metrics["dm_grad_norm"][0],
+                             base_metrics["dm_grad_norm"][0], rtol=1e-5)
   assert np.all(np.abs(metrics["cosine"]) <= 1.0 + 1e-6)
   # Same parameters and keys at the first step: the same diffusion loss.
   np.testing.assert_allclose(metrics["dm_loss"][0], base_metrics["dm_loss"][0],
