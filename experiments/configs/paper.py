@@ -6,7 +6,10 @@ EXPERIMENT one of :data:`EXPERIMENTS` and PRESET ``cpu`` (default) or ``tiny``
 
 * ``table1``: every method on every family (the paper's Table 1);
 * ``ablation``: Prompt Diffuser's gradient combinations (the paper's
-  Figure 3).
+  Figure 3);
+* ``table2``: the few-shot prompt, Prompt-Tuning DT and Prompt Diffuser with
+  few-shot data (and initial prompts) of each quality, on cheetah-vel (the
+  paper's Table 2).
 
 Each family runs ``experiments/configs/run.py:FAMILY,PRESET`` (``runs``) with
 the experiment's ``methods``, ``seeds`` and ``modes`` put in at run time, so
@@ -18,11 +21,14 @@ import ml_collections
 from experiments.configs import run as run_configs
 from experiments.configs import tuning
 
-EXPERIMENTS = ("table1", "ablation")
+EXPERIMENTS = ("table1", "ablation", "table2")
 PRESETS = ("cpu", "tiny")
-# The paper's environments that are pdiff families, in the paper's order
-# (its Meta-World column has no pdiff family).
+# The paper's Brax environments, in the paper's order. Meta-World reach
+# (metaworld_reach, the metaworld extra) is left out of the default list
+# until it has a shipped PLM; add it with --config.families.
 PAPER_FAMILIES = ("cheetah_dir", "cheetah_vel", "ant_dir")
+# Table 2's methods: the baseline and the two the paper compares.
+TABLE2_METHODS = ("prompt_dt", "prompt_tuning_dt", "prompt_diffuser")
 # Prompt Diffuser's gradient combinations compared by the ablation.
 ABLATION_MODES = ("dm_only", "dt_only", "sum", "projection")
 
@@ -45,8 +51,8 @@ def get_config(arg: str = "table1") -> ml_collections.ConfigDict:
   """The config of ``EXPERIMENT[,PRESET]``.
 
   Args:
-    arg: ``"table1"``, ``"ablation"``, optionally followed by ``",cpu"`` or
-      ``",tiny"``.
+    arg: ``"table1"``, ``"ablation"`` or ``"table2"``, optionally followed
+      by ``",cpu"`` or ``",tiny"``.
 
   Returns:
     The experiment's ConfigDict.
@@ -71,17 +77,24 @@ def get_config(arg: str = "table1") -> ml_collections.ConfigDict:
   c.preset = preset
   # Task families (pdiff.envs.make names), in table order; each runs in
   # {workdir}/{family}, shared by the experiments.
-  c.families = PAPER_FAMILIES if preset == "cpu" else ("point_robot",)
+  if preset == "tiny":
+    c.families = ("point_robot",)
+  elif experiment == "table2":
+    c.families = ("cheetah_vel",)
+  else:
+    c.families = PAPER_FAMILIES
   # Seeds of every family's run (statistics are over seeds).
   c.seeds = (0, 1, 2, 3, 4) if preset == "cpu" else (0,)
   # Tuning methods (pdiff.tuning.registry names), in table order; "prompt_dt"
   # is the baseline of table1's differences, "upper_bound" its normalisation.
-  c.methods = (tuning.ALL_METHODS if experiment == "table1"
-               else ("prompt_diffuser",))
+  c.methods = {"table1": tuning.ALL_METHODS, "ablation": ("prompt_diffuser",),
+               "table2": TABLE2_METHODS}[experiment]
   # Prompt Diffuser's gradient combinations, one row each
-  # (pdiff.tuning.prompt_diffuser.MODES).
-  c.modes = (ABLATION_MODES if experiment == "ablation"
-             else tuple(tuning.prompt_diffuser_config().modes))
+  # (pdiff.tuning.prompt_diffuser.MODES); table2 has the paper's.
+  c.modes = {"ablation": ABLATION_MODES, "table2": ("projection",)}.get(
+      experiment, tuple(tuning.prompt_diffuser_config().modes))
+  # table2's few-shot data qualities, one pair of columns each.
+  c.qualities = ("expert", "medium", "random")
   # Each family's pipeline config (experiments/configs/run.py:FAMILY,PRESET);
   # its methods, seeds and tuning.prompt_diffuser.modes are replaced by the
   # fields above.

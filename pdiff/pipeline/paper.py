@@ -1,4 +1,4 @@
-"""The paper's experiments over task families: Table 1 and the ablation.
+"""The paper's experiments over task families: Tables 1 and 2, the ablation.
 
 :func:`run_experiment` runs :func:`pdiff.pipeline.run` for each family in
 ``{workdir}/{family}``, shared by the experiments (each finds the other's
@@ -12,7 +12,13 @@ through their fingerprints), then writes
   the published figure beside it; then which differences are significant
   and whether the paper's orderings hold;
 * ``ablation``: per family, each of Prompt Diffuser's gradient combinations
-  with its difference to ``prompt_diffuser[dm_only]``, paired by seed.
+  with its difference to ``prompt_diffuser[dm_only]``, paired by seed;
+* ``table2``: per family, every method with few-shot data (and so initial
+  prompts) of each quality in ``config.qualities``: its return with its
+  interval and its difference to the few-shot prompt of the same quality.
+
+A family with a success metric also has each row's success rate (mean over
+seeds, in %) beside its return.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ from pdiff.pipeline import prepare
 from pdiff.pipeline.run import run as run_pipeline
 from pdiff.pipeline.validate import ConfigError, check_run_config
 
-EXPERIMENTS = ("table1", "ablation")
+EXPERIMENTS = ("table1", "ablation", "table2")
 PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
                          "published", "prompt_diffuser.json")
 BASELINE = statistics.BASELINE
 UPPER_BOUND = "upper_bound"
 ABLATION_REFERENCE = "prompt_diffuser[dm_only]"
+# Few-shot data qualities table2 may compare.
+QUALITIES = ("expert", "medium", "random")
 # The row standing for a paper's method where a method has several rows:
 # the paper's Prompt Diffuser projects conflicting gradients.
 PAPER_ROWS = {"prompt_diffuser": "prompt_diffuser[projection]"}
@@ -74,6 +82,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.runs[family].family != family:
       raise ConfigError(f"config.runs.{family}.family = "
                         f"{config.runs[family].family!r}: expected {family!r}.")
+  if config.experiment == "table2":
+    qualities = tuple(config.get("qualities", ()))
+    if (not qualities or len(set(qualities)) != len(qualities)
+        or any(q not in QUALITIES for q in qualities)):
+      raise ConfigError(f"config.qualities = {qualities!r}: expected distinct "
+                        f"qualities among {QUALITIES}.")
+    if BASELINE not in config.methods:
+      raise ConfigError(f"config.methods = {tuple(config.methods)!r}: expected "
+                        f"{BASELINE!r} among them (the baseline of table2's "
+                        "differences).")
   if config.experiment == "ablation" and "prompt_diffuser" not in config.methods:
     raise ConfigError(f"config.methods = {tuple(config.methods)!r}: expected "
                       "'prompt_diffuser' among them for the ablation.")
@@ -181,9 +199,16 @@ def ordering_sentence(family: str, pairs: Sequence[Mapping]) -> str:
   return (f"On {family}, of the paper's orderings: " + "; ".join(parts) + ".")
 
 
-def _figures(row: Mapping) -> dict:
-  return {k: row.get(k) for k in ("mean", "std", "ci_low", "ci_high",
-                                  "per_seed")}
+def _figures(row: Mapping, success: bool = False) -> dict:
+  """A row's return figures, and its success rate's with ``success``."""
+  out = {k: row.get(k) for k in ("mean", "std", "ci_low", "ci_high",
+                                 "per_seed")}
+  if success:
+    rate = row.get("success_rate")
+    out["success_rate"] = None if rate is None else {
+        k: rate.get(k) for k in ("mean", "std", "ci_low", "ci_high",
+                                 "per_seed")}
+  return out
 
 
 def _rows(results: Mapping) -> dict:
@@ -211,16 +236,20 @@ def table1_section(results: Mapping, random: float | None,
   Returns:
     ``columns`` and per row (``row_order``) its figures and ``cells`` (the
     markdown's), the significance and ordering sentences, and the run's
-    ``fingerprint``, ``provenance`` and ``wall_seconds``.
+    ``fingerprint``, ``provenance`` and ``wall_seconds``. With success
+    rates (a family with a success metric) every row also holds
+    ``success_rate`` and a success-rate cell after the return's.
   """
   rows = _rows(results)
   family = results["family"]
   upper = rows[UPPER_BOUND]["mean"] if UPPER_BOUND in rows else None
   scored = upper is not None and random is not None
+  success = report_lib.has_success(rows)
   level = statistics.confidence_label(
       next(iter(rows.values())).get("confidence", 0.95))
-  columns = ["method", f"return, mean [{level} CI]",
-             f"difference to {BASELINE} [{level} CI]"]
+  columns = ["method", f"return, mean [{level} CI]"]
+  columns += [report_lib.SUCCESS_HEADER] if success else []
+  columns += [f"difference to {BASELINE} [{level} CI]"]
   columns += ["normalised score"] if scored else []
   columns += ["published"]
   out_rows = {}
@@ -232,14 +261,15 @@ def table1_section(results: Mapping, random: float | None,
     pub = None
     if paper_row(row["method"]) == label:
       pub = published.get(row["method"], {}).get("returns", {}).get(family)
-    cells = [label, _cell(row),
-             _cell(diff, sign=True) if diff else
-             ("baseline" if label == BASELINE else "n/a")]
+    cells = [label, _cell(row)]
+    cells += [report_lib.success_cell(row)] if success else []
+    cells.append(_cell(diff, sign=True) if diff else
+                 ("baseline" if label == BASELINE else "n/a"))
     if scored:
       cells.append(_fmt(score, 2))
     cells.append(f"{pub['mean']:.1f} +- {pub['plus_minus']:.1f}" if pub
                  else "-")
-    out_rows[label] = dict(_figures(row), method=row["method"],
+    out_rows[label] = dict(_figures(row, success), method=row["method"],
                            difference=diff, normalized_score=score,
                            published=pub, cells=cells)
   sentence = ((results.get("statistics") or {}).get("sentence")
@@ -257,31 +287,93 @@ def ablation_section(results: Mapping) -> dict:
   rows = {k: r for k, r in _rows(results).items()
           if r["method"] == "prompt_diffuser"}
   ref = ABLATION_REFERENCE if ABLATION_REFERENCE in rows else None
+  success = report_lib.has_success(rows)
   level = statistics.confidence_label(
       next(iter(rows.values())).get("confidence", 0.95))
-  columns = ["mode", f"return, mean [{level} CI]",
-             f"difference to {ref or 'the reference'} [{level} CI]"]
+  columns = ["mode", f"return, mean [{level} CI]"]
+  columns += [report_lib.SUCCESS_HEADER] if success else []
+  columns += [f"difference to {ref or 'the reference'} [{level} CI]"]
   out_rows, compared = {}, {}
   for label, row in rows.items():
     diff = (seed_difference(row, rows[ref], confidence=row["confidence"])
             if ref is not None and label != ref else None)
     compared[label] = dict(row, paired=diff) if diff else dict(row)
-    cells = [label, _cell(row), _cell(diff, sign=True) if diff else
-             ("baseline" if label == ref else "n/a")]
-    out_rows[label] = dict(_figures(row), difference=diff, cells=cells)
+    cells = [label, _cell(row)]
+    cells += [report_lib.success_cell(row)] if success else []
+    cells.append(_cell(diff, sign=True) if diff else
+                 ("baseline" if label == ref else "n/a"))
+    out_rows[label] = dict(_figures(row, success), difference=diff,
+                           cells=cells)
   return dict(_common(results), columns=columns, row_order=list(rows),
               rows=out_rows, reference=ref,
               significance_sentence=statistics.significance_sentence(
                   compared, ref))
 
 
-def caption(experiment: str, source: str | None = None) -> str:
-  """The paragraph under an experiment's tables."""
+def table2_section(by_quality: Mapping[str, Mapping]) -> dict:
+  """Table 2's part of one family: per row, one cell per few-shot quality
+  (return and interval, then the difference to ``prompt_dt`` of the same
+  quality, paired by seed).
+
+  Args:
+    by_quality: ``{quality: pdiff.pipeline.run's results dict}``, in column
+      order; every quality has the same rows.
+  """
+  qualities = list(by_quality)
+  first = by_quality[qualities[0]]
+  rows = {q: _rows(r) for q, r in by_quality.items()}
+  labels = list(rows[qualities[0]])
+  level = statistics.confidence_label(
+      next(iter(rows[qualities[0]].values())).get("confidence", 0.95))
+  columns = ["method"]
+  for q in qualities:
+    columns += [f"{q}: return [{level} CI]", f"{q}: difference to {BASELINE}"]
+  out_rows = {}
+  for label in labels:
+    cells, per_quality = [label], {}
+    for q in qualities:
+      row = rows[q][label]
+      paired = row.get("paired")
+      diff = ({k: v for k, v in paired.items() if not k.startswith("per_task")}
+              if paired else None)
+      cells += [_cell(row), _cell(diff, sign=True) if diff else
+                ("baseline" if label == BASELINE else "n/a")]
+      per_quality[q] = dict(_figures(row), difference=diff)
+    out_rows[label] = dict(method=rows[qualities[0]][label]["method"],
+                           qualities=per_quality, cells=cells)
+  sentences = [f"{q} data: " + ((by_quality[q].get("statistics") or {})
+                                .get("sentence") or statistics
+                                .significance_sentence(rows[q], BASELINE))
+               for q in qualities]
+  return dict(_common(first), columns=columns, row_order=labels,
+              rows=out_rows, qualities=qualities,
+              fingerprints={q: r.get("fingerprint")
+                            for q, r in by_quality.items()},
+              wall_seconds_by_quality={q: r.get("wall_seconds")
+                                       for q, r in by_quality.items()},
+              significance_sentence=" ".join(sentences))
+
+
+def caption(experiment: str, source: str | None = None, *,
+            success: bool = False) -> str:
+  """The paragraph under an experiment's tables (``success``: a table has a
+  success-rate column)."""
   text = ("Mean over seeds of pdiff's task-averaged test return, with its "
           "Student-t interval over seeds; differences are paired by seed.")
+  if success:
+    text += " " + report_lib.SUCCESS_CAPTION
   if experiment == "ablation":
     return text + (" The paper's Figure 3 gives no numbers, so there is no "
                    "published column.")
+  if experiment == "table2":
+    return text + (
+        " Each column pair uses few-shot trajectories (and so the initial "
+        "prompts of Prompt-Tuning DT and Prompt Diffuser's condition) of one "
+        "dataset quality; the PLM is the same. Published (cheetah-vel, "
+        f"{source}): Prompt Diffuser about -33.5 with expert, medium and "
+        "random data alike, Prompt-Tuning DT down to -90.4; pdiff's physics "
+        "and data differ (Brax, not MuJoCo), so only the orderings and the "
+        "drop from expert to random compare.")
   return text + (
       " The normalised score is (R - R_random) / (R_upper - R_random): "
       "R_random is the mean return of the test tasks' random datasets, "
@@ -290,21 +382,26 @@ def caption(experiment: str, source: str | None = None) -> str:
       "and datasets), so its returns do not compare with the published "
       "ones: only orderings and ratios to each family's upper bound do. "
       f"Published figures: {source}; the paper's Prompt Diffuser stands "
-      f"beside {paper_row('prompt_diffuser')}. The paper's averages over "
-      "its four environments include Meta-World, which pdiff does not "
-      "have (pdiff/assets/published/prompt_diffuser.json).")
+      f"beside {paper_row('prompt_diffuser')}. The paper's averages are "
+      "over its four environments, Meta-World reach among them "
+      "(pdiff/assets/published/prompt_diffuser.json); pdiff's reach family "
+      "(metaworld_reach) runs Meta-World's own environment, reach-v3 with "
+      "the v2 reward.")
 
 
 def markdown(report: Mapping) -> str:
   """The markdown of an experiment's report (:func:`run_experiment`)."""
   title = {"table1": "Table 1: few-shot prompt tuning, every method",
-           "ablation": "Ablation: Prompt Diffuser's gradient combinations"}
+           "ablation": "Ablation: Prompt Diffuser's gradient combinations",
+           "table2": "Table 2: quality of the few-shot data and prompts"}
   lines = [f"## {title[report['experiment']]}", ""]
   for family in report["family_order"]:
     s = report["families"][family]
     n = len(s["seeds"])
+    data = ("data of each quality" if "qualities" in s
+            else f"{s['few_shot_quality']} data")
     lines += [f"### {family} ({n} seed{'' if n == 1 else 's'}, "
-              f"{s['num_shots']}-shot {s['few_shot_quality']} data)", "",
+              f"{s['num_shots']}-shot {data})", "",
               "| " + " | ".join(s["columns"]) + " |",
               "|" + "|".join("---" for _ in s["columns"]) + "|"]
     lines += ["| " + " | ".join(s["rows"][label]["cells"]) + " |"
@@ -324,13 +421,20 @@ def save_figure(path: str, report: Mapping) -> None:
   import matplotlib.pyplot as plt
 
   families = report["family_order"]
-  width = max(len(report["families"][f]["row_order"]) for f in families)
+  width = max(len(report["families"][f]["row_order"])
+              * len(report["families"][f].get("qualities", [None]))
+              for f in families)
   fig, axes = plt.subplots(1, len(families), squeeze=False,
                            figsize=(len(families) * (1.6 + 0.9 * width), 3.8))
   for ax, family in zip(axes[0], families, strict=True):
     s = report["families"][family]
     labels = s["row_order"]
     rows = [s["rows"][label] for label in labels]
+    if "qualities" in s:  # table2: one bar per (row, quality)
+      labels = [f"{label} ({q})" for label in s["row_order"]
+                for q in s["qualities"]]
+      rows = [s["rows"][label]["qualities"][q] for label in s["row_order"]
+              for q in s["qualities"]]
     means = [r["mean"] for r in rows]
     ax.bar(range(len(labels)), means, color=[f"C{i}" for i in range(len(rows))])
     bars = [i for i, r in enumerate(rows) if r["ci_low"] is not None]
@@ -363,10 +467,22 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for c in configs.values():
     check_run_config(c)
   published = load_published()["table1"]
+  source = (load_published()["table2"]["source"]
+            if config.experiment == "table2" else published["source"])
   sections = {}
   for family, c in configs.items():
     fdir = os.path.join(workdir, family)
     logging.info("=== %s: %s", config.experiment, family)
+    if config.experiment == "table2":
+      by_quality = {}
+      for quality in config.qualities:
+        qc = c.copy_and_resolve_references()
+        qc.few_shot_quality = quality
+        check_run_config(qc)
+        logging.info("=== table2: %s, %s few-shot data", family, quality)
+        by_quality[quality] = run_pipeline(qc, fdir)
+      sections[family] = table2_section(by_quality)
+      continue
     results = run_pipeline(c, fdir)
     if config.experiment == "ablation":
       sections[family] = ablation_section(results)
@@ -378,12 +494,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
       with open(os.path.join(fdir, "datasets", family, "returns.json")) as f:
         random = random_return(json.load(f), results["test_tasks"])
     sections[family] = table1_section(results, random, published["methods"])
+  success = any(report_lib.SUCCESS_HEADER in s["columns"]
+                for s in sections.values())
   report = dict(experiment=config.experiment, preset=config.preset,
                 family_order=list(config.families), families=sections,
-                caption=caption(config.experiment, published["source"]),
+                caption=caption(config.experiment, source, success=success),
                 config=config.to_dict())
-  if config.experiment == "table1":
-    report["published_source"] = published["source"]
+  if config.experiment in ("table1", "table2"):
+    report["published_source"] = source
   base = os.path.join(workdir, "paper", config.experiment)
   stages.write_json_atomic(base + ".json", report)
   atomic.write_bytes_atomic(base + ".md", markdown(report).encode())

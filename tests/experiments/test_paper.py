@@ -149,19 +149,67 @@ def test_table1_again_recomputes_nothing(workdir, table1, ablation,
     assert second["rows"][label]["mean"] == first["rows"][label]["mean"]
 
 
+def table2_config():
+  """Table 2's tiny config with two qualities and the ablation's Prompt
+  Diffuser rows it shares with Table 1 (so most runs are found)."""
+  c = paper_configs.get_config("table2,tiny")
+  c.methods = ("prompt_dt", "prompt_diffuser")
+  c.qualities = ("expert", "random")
+  return c
+
+
+def test_table2_pairs_each_quality_with_its_own_few_shot_prompt(workdir,
+                                                                table1):
+  del table1  # shares its work directory: datasets, PLM, stage-1 models
+  report_ = paper.run_experiment(table2_config(), workdir)
+  saved, md = outputs(workdir, "table2")
+  assert saved == json.loads(json.dumps(report_))
+  s = saved["families"]["point_robot"]
+  assert s["qualities"] == ["expert", "random"]
+  assert s["row_order"] == ["prompt_dt", "prompt_diffuser[projection]"]
+  assert len(s["columns"]) == 1 + 2 * 2
+  base = s["rows"]["prompt_dt"]
+  assert base["cells"][2] == base["cells"][4] == "baseline"
+  pd_row = s["rows"]["prompt_diffuser[projection]"]
+  for quality in ("expert", "random"):
+    q = pd_row["qualities"][quality]
+    assert q["difference"]["mean"] == pytest.approx(
+        q["mean"] - base["qualities"][quality]["mean"])
+  for row in s["rows"].values():
+    assert "| " + " | ".join(row["cells"]) + " |" in md
+  assert set(s["fingerprints"]) == {"expert", "random"}
+  assert s["fingerprints"]["expert"] != s["fingerprints"]["random"]
+  assert "-33.5" in saved["caption"] and "Table 2" in saved["caption"]
+  assert "expert data:" in s["significance_sentence"]
+
+
+def test_table2_config_errors_are_named(tmp_path):
+  config = table2_config()
+  config.qualities = ("expert", "expert")
+  with pytest.raises(ValueError, match=r"config\.qualities"):
+    paper.run_experiment(config, str(tmp_path))
+  config = table2_config()
+  config.methods = ("prompt_diffuser",)
+  with pytest.raises(ValueError, match="'prompt_dt' among them"):
+    paper.run_experiment(config, str(tmp_path))
+  assert not os.listdir(tmp_path)
+  assert paper_configs.get_config("table2").families == ("cheetah_vel",)
+
+
 def test_unknown_experiment_is_named(tmp_path):
-  with pytest.raises(ValueError, match="table3"):
-    paper_configs.get_config("table3")
+  with pytest.raises(ValueError, match="table9"):
+    paper_configs.get_config("table9")
   config = table1_config()
-  config.experiment = "table3"
-  with pytest.raises(ValueError, match="table3"):
+  config.experiment = "table9"
+  with pytest.raises(ValueError, match="table9"):
     paper.run_experiment(config, str(tmp_path))
   assert not os.listdir(tmp_path)
 
 
-def hand_made_results():
+def hand_made_results(success_rates=None):
   """Three seeds, one task: Prompt Diffuser clearly above the others,
-  Prompt-Tuning DT slightly below the few-shot prompt."""
+  Prompt-Tuning DT slightly below the few-shot prompt; ``success_rates``:
+  ``{label: per-seed rate}``, as for a family with a success metric."""
   per_seed = {
       "prompt_dt": [10.0, 12.0, 14.0],
       "prompt_tuning_dt": [9.0, 12.5, 13.0],
@@ -170,7 +218,9 @@ def hand_made_results():
       "upper_bound": [30.0, 30.0, 30.0],
   }
   summary = report.summarize_methods(
-      {k: [[x] for x in v] for k, v in per_seed.items()})
+      {k: [[x] for x in v] for k, v in per_seed.items()},
+      success_rates=None if success_rates is None else {
+          k: [[x] for x in v] for k, v in success_rates.items()})
   for label, row in summary["methods"].items():
     row["method"] = label.split("[")[0]
   return dict(family="cheetah_dir", test_tasks=[0], seeds=[0, 1, 2],
@@ -221,3 +271,44 @@ def test_ordering_sentence():
   assert "significant at 95%" in sentence
   assert "not significant at 95%" in sentence
   assert "normalised score" not in s["columns"]  # no random return given
+
+
+def test_success_rate_column_only_with_success_rates():
+  published = paper.load_published()["table1"]["methods"]
+  plain = paper.table1_section(hand_made_results(), 10.0, published)
+  assert plain["columns"] == ["method", "return, mean [95% CI]",
+                              "difference to prompt_dt [95% CI]",
+                              "normalised score", "published"]
+  assert "success_rate" not in plain["rows"]["prompt_dt"]
+  assert "success rate" not in paper.caption("table1", "the paper")
+  rates = {"prompt_dt": [0.2, 0.4, 0.6],
+           "prompt_diffuser[sum]": [1.0, 1.0, 0.7],
+           "prompt_diffuser[projection]": [1.0, 1.0, 1.0]}
+  results = hand_made_results(rates)
+  s = paper.table1_section(results, 10.0, published)
+  assert s["columns"] == ["method", "return, mean [95% CI]",
+                          "success rate (%)",
+                          "difference to prompt_dt [95% CI]",
+                          "normalised score", "published"]
+  assert s["rows"]["prompt_dt"]["cells"][1:3] == ["12.0 [7.0, 17.0]", "40.0"]
+  assert s["rows"]["prompt_dt"]["success_rate"]["mean"] == pytest.approx(0.4)
+  assert s["rows"]["upper_bound"]["cells"][2] == "n/a"
+  assert s["rows"]["upper_bound"]["success_rate"] is None
+  # The other cells are those of the table without success rates.
+  for label, row in s["rows"].items():
+    cells = list(row["cells"])
+    del cells[2]
+    assert cells == plain["rows"][label]["cells"]
+  ablation = paper.ablation_section(results)
+  assert ablation["columns"][2] == "success rate (%)"
+  assert ablation["rows"]["prompt_diffuser[sum]"]["cells"][2] == "90.0"
+  assert ablation["rows"]["prompt_diffuser[projection]"]["success_rate"][
+      "per_seed"] == [1.0, 1.0, 1.0]
+  assert "success rate (%)" not in paper.ablation_section(
+      hand_made_results())["columns"]
+  assert "Meta-World's convention" in paper.caption("table1", "the paper",
+                                                    success=True)
+  report_md = paper.markdown(dict(
+      experiment="table1", family_order=["cheetah_dir"],
+      families={"cheetah_dir": s}, caption="caption"))
+  assert "| prompt_dt | 12.0 [7.0, 17.0] | 40.0 | baseline |" in report_md
