@@ -43,11 +43,11 @@ import numpy as np
 import scipy.stats
 
 from pdiff import atomic, envs, provenance, stages
-from pdiff.data import loading
 from pdiff.data.samplers import sample_segments
 from pdiff.evaluation import statistics
 from pdiff.models.policy import PretrainedPolicy, masked_action_mse
-from pdiff.pipeline import prepare, tuning_runs
+from pdiff.pipeline import tuning_runs
+from pdiff.pipeline.run import setup as setup_experiment
 from pdiff.tuning import oracle_prompt, registry
 from pdiff.tuning import prompt_diffuser as pd
 from pdiff.types import Segments, Trajectories
@@ -371,17 +371,10 @@ def diagnose(config: ml_collections.ConfigDict,
   start = time.time()
   family = envs.make(config.family, backend=config.backend)
   quality = config.pretrain.quality
-  digests = prepare.ensure_datasets(
-      config, family, workdir, sorted({quality, config.few_shot_quality}))
-  plm, plm_fp = prepare.ensure_pretrained(config, family, workdir,
-                                          digests[quality])
-  root = os.path.join(workdir, "datasets")
+  plm, plm_fp, digests, test_trajs, context = setup_experiment(
+      config, family, workdir)
   tests = list(family.test_tasks)
-  test_trajs = tuning_runs.load_split(family, root, config.few_shot_quality,
-                                      tests)
-  train = loading.pooled(tuning_runs.load_split(
-      family, root, quality, list(family.train_tasks)))
-  context = tuning_runs.make_context(plm, family, train)
+  train = context.train_trajs
   method = registry.get("prompt_diffuser")
   mconf = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
   mconf.mode, mconf.modes = "dm_only", ("dm_only",)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -33,9 +34,11 @@ from pdiff import envs, provenance, stages
 from pdiff.data import loading
 from pdiff.evaluation import report
 from pdiff.evaluation.rollout import has_success_metric
+from pdiff.models.policy import PretrainedPolicy
 from pdiff.pipeline import prepare, tuning_runs
 from pdiff.pipeline.validate import check_run_config
 from pdiff.tuning import registry
+from pdiff.types import Trajectories
 
 RESULTS_VERSION = 1
 
@@ -65,6 +68,36 @@ class _Timer:
     return out
 
 
+class Setup(NamedTuple):
+  """What every experiment on a family starts from."""
+
+  plm: PretrainedPolicy
+  plm_fingerprint: str
+  digests: dict[str, str]  # quality -> digest of its dataset files
+  test_trajs: list[Trajectories]  # few-shot quality, per test task
+  context: registry.TuningContext  # PLM, family, pooled training data
+
+
+def setup(config, family, workdir: str, timer=None) -> Setup:
+  """The datasets and the PLM (each computed or found by fingerprint), the
+  test tasks' trajectories of ``config.few_shot_quality`` and the tuning
+  context; ``timer(name, fn, *args)`` times the two stages."""
+  timer = timer or (lambda name, fn, *args: fn(*args))
+  qualities = sorted({config.pretrain.quality, config.few_shot_quality})
+  digests = timer("datasets", prepare.ensure_datasets, config, family,
+                  workdir, qualities)
+  train_quality = config.pretrain.quality
+  plm, plm_fp = timer("pretrain", prepare.ensure_pretrained, config, family,
+                      workdir, digests[train_quality])
+  root = os.path.join(workdir, "datasets")
+  test_trajs = tuning_runs.load_split(family, root, config.few_shot_quality,
+                                      list(family.test_tasks))
+  train = loading.pooled(tuning_runs.load_split(
+      family, root, train_quality, list(family.train_tasks)))
+  return Setup(plm, plm_fp, digests, test_trajs,
+               tuning_runs.make_context(plm, family, train))
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) the whole pipeline; returns the results dict.
 
@@ -78,19 +111,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   timer = _Timer()
   family = envs.make(config.family, backend=config.backend)
   rows = method_rows(config)
-  qualities = sorted({config.pretrain.quality, config.few_shot_quality})
-  digests = timer("datasets", prepare.ensure_datasets, config, family,
-                  workdir, qualities)
+  plm, plm_fp, digests, test_trajs, context = setup(config, family, workdir,
+                                                    timer)
   train_quality = config.pretrain.quality
-  plm, plm_fp = timer("pretrain", prepare.ensure_pretrained, config, family,
-                      workdir, digests[train_quality])
-  root = os.path.join(workdir, "datasets")
-  tests = list(family.test_tasks)
-  test_trajs = tuning_runs.load_split(family, root, config.few_shot_quality,
-                                      tests)
-  train = loading.pooled(tuning_runs.load_split(
-      family, root, train_quality, list(family.train_tasks)))
-  context = tuning_runs.make_context(plm, family, train)
   prepare_inputs = {"plm": plm_fp,
                     f"datasets/{train_quality}": digests[train_quality]}
   run_inputs = {"plm": plm_fp, f"datasets/{config.few_shot_quality}":

@@ -134,6 +134,21 @@ def reference_returns(policy, params_per_task, prompts, tasks, key, *,
   return returns
 
 
+
+def python_loop(family, key, action, num_episodes, accumulate):
+  """``[len(TASKS), num_episodes]``: each episode played step by step in
+  Python with the rollout's keys, ``accumulate(value, state)`` folded over
+  its states (from 0)."""
+  step, reset = jax.jit(family.step), jax.jit(family.reset)
+  out = np.zeros((len(TASKS), num_episodes))
+  for m, task_key in enumerate(jax.random.split(key, len(TASKS))):
+    for e, ep_key in enumerate(jax.random.split(task_key, num_episodes)):
+      state = reset(ep_key, family.task(int(TASKS[m])))
+      for _ in range(family.episode_length):
+        state = step(state, action)
+        out[m, e] = accumulate(out[m, e], state)
+  return out
+
 def test_constant_policy_matches_python_loop(constant_rollout):
   action = jnp.array([0.05, 0.03])
   key = jax.random.key(3)
@@ -141,14 +156,8 @@ def test_constant_policy_matches_python_loop(constant_rollout):
   assert result.returns.shape == result.lengths.shape == (len(TASKS),
                                                            NUM_EPISODES)
   np.testing.assert_array_equal(result.lengths, FAMILY.episode_length)
-  step, reset = jax.jit(FAMILY.step), jax.jit(FAMILY.reset)
-  expected = np.zeros((len(TASKS), NUM_EPISODES))
-  for m, task_key in enumerate(jax.random.split(key, len(TASKS))):
-    for e, ep_key in enumerate(jax.random.split(task_key, NUM_EPISODES)):
-      state = reset(ep_key, FAMILY.task(int(TASKS[m])))
-      for _ in range(FAMILY.episode_length):
-        state = step(state, action)
-        expected[m, e] += float(state.reward)
+  expected = python_loop(FAMILY, key, action, NUM_EPISODES,
+                         lambda total, state: total + float(state.reward))
   np.testing.assert_allclose(result.returns, expected, rtol=1e-5)
   # Episodes start at different random positions.
   assert np.all(np.abs(expected[:, 0] - expected[:, 1]) > 1e-3)
@@ -284,14 +293,9 @@ def test_successes_match_python_loop():
       state_mean=jnp.zeros(DS), state_std=jnp.ones(DS))
   action, key = jnp.array([0.1, 0.0]), jax.random.key(5)
   result = rollout(action, dummy_prompts(len(TASKS)), TASKS, key)
-  step, reset = jax.jit(family.step), jax.jit(family.reset)
-  expected = np.zeros((len(TASKS), num_episodes))
-  for m, task_key in enumerate(jax.random.split(key, len(TASKS))):
-    for e, ep_key in enumerate(jax.random.split(task_key, num_episodes)):
-      state = reset(ep_key, family.task(int(TASKS[m])))
-      for _ in range(family.episode_length):
-        state = step(state, action)
-        expected[m, e] = max(expected[m, e], float(state.metrics["success"]))
+  expected = python_loop(
+      family, key, action, num_episodes,
+      lambda seen, state: max(seen, float(state.metrics["success"])))
   assert 0 < expected.mean() < 1  # both outcomes occur
   np.testing.assert_array_equal(result.successes, expected)
   np.testing.assert_allclose(result.success_rate, expected.mean(axis=1))
