@@ -17,11 +17,16 @@ from experiments.doc_blocks.common import (
 )
 
 BRAX_FAMILIES = ("cheetah_vel", "cheetah_dir", "ant_dir")
+# Families with shipped dataset returns: the Brax ones (PPO behaviour
+# policies) and Meta-World reach (its scripted expert).
+DATA_FAMILIES = BRAX_FAMILIES + ("metaworld_reach",)
 # Prompt-DT's own settings (mxu34/prompt-dt, prompt_dt/prompt_utils.py,
-# gen_env): (target, scale) on its MuJoCo data, quoted for comparison.
+# gen_env): (target, scale) on its MuJoCo data, quoted for comparison (its
+# ML1 branch, which Meta-World reach goes through: 650 / 650).
 PROMPT_DT_CONDITIONING = {"cheetah_vel": (0.0, 500.0),
                           "cheetah_dir": (1500.0, 1000.0),
-                          "ant_dir": (500.0, 500.0)}
+                          "ant_dir": (500.0, 500.0),
+                          "metaworld_reach": (650.0, 650.0)}
 # pdiff's strength bars for the expert data (per-task mean returns):
 # (bar on the mean over tasks, bar on every task), or per task by index.
 EXPERT_BARS = {
@@ -53,7 +58,7 @@ def render_return_conditioning(sources: Sources) -> str:
 
   splits = _splits(sources)
   rows = []
-  for name in BRAX_FAMILIES:
+  for name in DATA_FAMILIES:
     _, returns = _returns(sources, name)
     train = splits[name]["train_tasks"]
     expert = [returns["expert"][str(t)] for t in train]
@@ -98,13 +103,17 @@ def _bar_status(name: str, per_task: dict) -> str:
 def render_behavior_policies(sources: Sources) -> str:
   """Each family's behaviour policy and dataset returns (docs/envs.md)."""
   rows = []
-  for name in BRAX_FAMILIES:
+  for name in DATA_FAMILIES:
     _, returns = _returns(sources, name)
-    summary = _load_json(
-        sources.path(f"pdiff/assets/behavior/{name}/summary.json"))
-    curve = summary.get("curve") or []
-    steps = f"{curve[-1][0] / 1e6:.1f}M" if curve else "-"
-    last = f"{curve[-1][1]:.1f}" if curve else "-"
+    if name in BRAX_FAMILIES:
+      summary = _load_json(
+          sources.path(f"pdiff/assets/behavior/{name}/summary.json"))
+      curve = summary.get("curve") or []
+      steps = f"{curve[-1][0] / 1e6:.1f}M" if curve else "-"
+      last = f"{curve[-1][1]:.1f}" if curve else "-"
+      seconds = _seconds(summary["train_seconds"])
+    else:  # Meta-World's scripted expert: nothing trained
+      steps, last, seconds = "scripted", "-", "-"
     cells, means = [], {}
     for quality in ("expert", "medium", "random"):
       values = list(returns[quality].values())
@@ -113,17 +122,20 @@ def render_behavior_policies(sources: Sources) -> str:
                    f"{max(values):.1f})")
     share = ((means["medium"] - means["random"])
              / (means["expert"] - means["random"]) * 100)
-    rows.append([f"`{name}`", steps, _seconds(summary["train_seconds"]),
-                 last, *cells, f"{share:.0f}%",
-                 _bar_status(name, returns["expert"])])
+    bar = (_bar_status(name, returns["expert"]) if name in EXPERT_BARS
+           else "none (Meta-World's scripted expert)")
+    rows.append([f"`{name}`", steps, seconds, last, *cells, f"{share:.0f}%",
+                 bar])
   return (
       "Mean episode return of each dataset over all tasks (lowest to highest "
       "task in brackets), from `pdiff/assets/behavior/FAMILY/"
       "dataset_returns.json`; PPO environment steps, training time and the "
       "last evaluation return of Brax's trainer (which averages over tasks "
       "drawn at random) from `summary.json`, whose `curve` holds every "
-      "evaluation. *Medium* is where the medium data's mean lies on the way "
-      "from the random data's to the expert data's (the aim: about 50%).\n\n"
+      "evaluation; metaworld_reach's expert and medium data come from "
+      "Meta-World's scripted policy (action noise 0.1 and 4.0). *Medium* is "
+      "where the medium data's mean lies on the way from the random data's "
+      "to the expert data's (the aim: about 50%).\n\n"
       + _table(["family", "PPO steps", "training time", "last evaluation",
                 "expert data", "medium data", "random data", "medium",
                 "expert bar"], rows,

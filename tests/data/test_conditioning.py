@@ -47,7 +47,8 @@ def test_missing_training_task_is_named():
     conditioning.return_conditioning({0: 1.0}, (0, 3))
 
 
-@pytest.mark.parametrize("name", ["cheetah_vel", "cheetah_dir", "ant_dir"])
+@pytest.mark.parametrize("name", ["cheetah_vel", "cheetah_dir", "ant_dir",
+                                  "metaworld_reach"])
 def test_family_constants_follow_the_rule_on_shipped_data(name):
   family = envs.make(name)
   with open(os.path.join(ASSETS, name, "dataset_returns.json")) as f:
