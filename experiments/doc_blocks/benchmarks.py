@@ -277,29 +277,72 @@ def render_sampler_throughput(sources: Sources) -> str:
 
 
 def render_train_step(sources: Sources) -> str:
-  """The Prompt-DT train step (docs/training.md, docs/benchmarks.md)."""
+  """The Prompt-DT train step beside the PyTorch reference
+  (docs/training.md, docs/benchmarks.md)."""
   path = sources.path("benchmarks/results/train_step.json")
   d = _load_json(path)
   s = d["shape"]
   m = d.get("machine", {})
+  v = d.get("versions", {})
+  meth = d.get("method", {})
+  ceiling = d.get("ceiling")
+  ref = d.get("reference", {})
   rows = []
   for name, r in d["runs"].items():
-    rows.append([f"`{name}`", str(r["devices"]), f"{r['step_ms'] / 1000:.2f}",
-                 f"{r['samples_per_s']:.0f}", f"{r['first_step_s']:.1f}",
-                 str(r["timed_steps"])])
+    frac = r.get("fraction_of_ceiling")
+    rows.append([f"`{name}`", "pdiff", str(r["devices"]),
+                 str(r.get("microbatches", "-")), _ms(r["step_ms"]),
+                 _int(r["samples_per_s"]),
+                 "-" if frac is None else f"{100 * frac:.0f}%",
+                 f"{r['first_step_s']:.1f}", str(r["timed_steps"])])
+  if "samples_per_s" in ref:  # its FLOPs are not pdiff's: no fraction
+    rows.append(["`reference`", f"PyTorch, {ref['threads']} threads", "1",
+                 "-", _ms(ref["step_ms"]), _int(ref["samples_per_s"]), "-",
+                 f"{ref['first_step_s']:.1f}", str(ref["timed_steps"])])
   params = next(iter(d["runs"].values()))["num_params"]
   load = [m.get("load_average_1min_before"), m.get("load_average_1min_after")]
   load = [x for x in load if x is not None]
-  return (
+  versions = ", ".join(f"{k} {v[k]}" for k in ("jax", "torch", "transformers")
+                       if k in v)
+  lines = [
       f"From `{_rel(sources, path)}`: batch {s['batch']}, K = {s['K']}, "
       f"K* = {s['K_prompt']}, embed {s['hidden_dim']}, {s['num_layers']} "
-      f"layers, ds = {s['state_dim']}, da = {s['act_dim']} "
-      f"({params / 1e6:.2f}M parameters); a {m.get('cpu_count', '?')}-core "
-      "CPU" + (f", load average {_span(load, lambda x: f'{x:.1f}')}"
-               if load else "") + ".\n\n"
-      + _table(["run", "devices", "s per step", "segments/s",
-                "first step s", "timed steps"], rows,
-               ["l", "r", "r", "r", "r", "r"]))
+      f"layers, dropout {s.get('dropout', 0.1):g}, ds = {s['state_dim']}, "
+      f"da = {s['act_dim']} ({params / 1e6:.2f}M parameters in pdiff); "
+      f"{versions} on a {m.get('cpu_count', '?')}-core CPU"
+      + (f", load average {_span(load, lambda x: f'{x:.1f}')}"
+         if load else "")
+      + (f"; medians of {meth['repeats']} rounds of {meth['steps_per_round']}"
+         " steps, the workers in turn" if meth else "") + ".", ""]
+  lines.append(_table(
+      ["run", "code", "devices", "microbatches", "ms per step", "samples/s",
+       "of the matmul ceiling", "first step s", "timed steps"], rows,
+      ["l", "l", "r", "r", "r", "r", "r", "r", "r"]))
+  notes = []
+  if "launcher_over_reference" in d:
+    notes.append(
+        f"`launcher` / `reference`: {d['launcher_over_reference']:.2f}x "
+        "(median of the rounds' ratios; rounds "
+        + _span(d["launcher_over_reference_rounds"], lambda x: f"{x:.2f}x")
+        + ").")
+  elif "not_timed" in ref:
+    notes.append(f"The PyTorch reference was not timed: {ref['not_timed']}.")
+  if ceiling:
+    notes.append(
+        f"Matmul ceiling ({ceiling['matmul']}): "
+        f"{ceiling['gflops_per_s']:.0f} GFLOP/s"
+        + (f", {_int(ceiling['samples_per_s'])} samples/s at "
+           f"{d['flops_per_sample'] / 1e6:.0f} MFLOP per sample (XLA's cost "
+           "analysis of pdiff's step)" if "samples_per_s" in ceiling else "")
+        + ".")
+  if "samples_per_s" in ref and ref.get("adaptations"):
+    notes.append("Reference: " + ref["trainer"].split(".")[-1]
+                 + " of its `PromptSequenceTrainer`; adaptations to newer "
+                 "libraries, none in its computation: "
+                 + "; ".join(ref["adaptations"]) + ".")
+  if notes:
+    lines += [""] + [f"* {n}" for n in notes]
+  return "\n".join(lines)
 
 
 def render_projection_overhead(sources: Sources) -> str:

@@ -34,9 +34,17 @@ def masked_action_mse(
   Returns:
     Scalar loss; 0 when no step is real.
   """
-  squared = jnp.sum((predicted - target) ** 2, axis=-1)  # [B, K]
   num_values = jnp.sum(mask) * target.shape[-1]
-  return jnp.sum(squared * mask) / jnp.maximum(num_values, 1.0)
+  return (masked_squared_error(predicted, target, mask)
+          / jnp.maximum(num_values, 1.0))
+
+
+def masked_squared_error(
+    predicted: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+  """Sum of squared errors over real steps and action dimensions: the
+  numerator of `masked_action_mse` (shapes as there); scalar."""
+  squared = jnp.sum((predicted - target) ** 2, axis=-1)  # [B, K]
+  return jnp.sum(squared * mask)
 
 
 @flax.struct.dataclass

@@ -15,6 +15,9 @@ Layout of one forward pass (Kp prompt steps, K main steps, H hidden size):
       --> hidden of the state tokens of the main sequence [B, K, H]
       --> Dense + tanh --> actions [B, K, da]
 
+(The last block computes the outputs of those state tokens alone, attending
+to all tokens: the other tokens' last-layer outputs are never read.)
+
 There are no positional embeddings: a learned timestep embedding is added to
 each token instead. Padded steps (mask 0, on the left) of both prompt and main
 sequence cannot be attended to, so the real outputs ignore what they hold.
@@ -37,7 +40,9 @@ import ml_collections
 from pdiff.models.layers import (
     LAYER_NORM_EPSILON,
     CausalTransformerBlock,
+    Dropout,
     causal_padding_mask,
+    whole_axis,
 )
 from pdiff.types import Segments
 
@@ -102,7 +107,7 @@ class PromptDT(nn.Module):
     self.prompt_embed_action = nn.Dense(h)
     self.prompt_embed_timestep = nn.Embed(self.max_ep_len, h)
     self.embed_ln = nn.LayerNorm(epsilon=LAYER_NORM_EPSILON)
-    self.embed_dropout = nn.Dropout(self.dropout_rate)
+    self.embed_dropout = Dropout(self.dropout_rate)
     self.blocks = [
         CausalTransformerBlock(
             num_heads=self.num_heads,
@@ -184,6 +189,7 @@ class PromptDT(nn.Module):
       prompt_embeddings: jax.Array | None = None,
       prompt_mask: jax.Array | None = None,
       deterministic: bool = True,
+      dropout_rows: tuple[jax.Array | int, int] | None = None,
   ) -> jax.Array:
     """Predicts an action for every step of `segments`.
 
@@ -196,6 +202,11 @@ class PromptDT(nn.Module):
       prompt_mask: [B or 1, P] mask of `prompt_embeddings`, 1 on real
         tokens; all real when omitted.
       deterministic: disables dropout; otherwise uses the 'dropout' rng.
+      dropout_rows: `(j, c)`: the rows given are rows `j, j + c, j + 2c, ...`
+        of a `c` times larger batch (`j` may be traced), and get the dropout
+        masks of those rows of that batch. A batch split so into `c`
+        microbatches then trains exactly as the whole batch (the gradient
+        accumulation of `pdiff.training.train_step`). None: `(0, 1)`.
 
     Returns:
       [B, K, da] predicted actions (in [-1, 1] when `action_tanh`).
@@ -233,14 +244,23 @@ class PromptDT(nn.Module):
     # tokens: [B, L, H] with L = P + 3K; token_mask: [B, L]
 
     attention_mask = causal_padding_mask(token_mask)  # [B, 1, L, L]
-    x = self.embed_dropout(tokens, deterministic=deterministic)
-    for block in self.blocks:
-      x = block(x, attention_mask, deterministic=deterministic)
-    x = self.final_ln(x)  # [B, L, H]
-
-    x = x[:, -TOKENS_PER_STEP * steps:]  # [B, 3K, H]
-    x = x.reshape(batch, steps, TOKENS_PER_STEP, self.hidden_dim)
-    actions = self.predict_action(x[:, :, STATE_TOKEN])  # [B, K, da]
+    length = tokens.shape[1]
+    index, count = (0, 1) if dropout_rows is None else dropout_rows
+    x = self.embed_dropout(
+        tokens, deterministic=deterministic,
+        section=[(index, count, count * batch), whole_axis(length),
+                 whole_axis(self.hidden_dim)])
+    for block in self.blocks[:-1]:
+      x = block(x, attention_mask, deterministic=deterministic,
+                dropout_rows=dropout_rows)
+    # Actions are read from the state tokens of the main sequence alone: the
+    # last block computes only their outputs (attending to all tokens).
+    first_state = length - TOKENS_PER_STEP * steps + STATE_TOKEN
+    x = self.blocks[-1](x, attention_mask, deterministic=deterministic,
+                        dropout_rows=dropout_rows,
+                        query_tokens=(first_state, TOKENS_PER_STEP))
+    x = self.final_ln(x)  # [B, K, H]
+    actions = self.predict_action(x)  # [B, K, da]
     if self.action_tanh:
       actions = jnp.tanh(actions)
     return actions

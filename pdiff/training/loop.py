@@ -13,6 +13,7 @@ a single-process run, and matches it up to float rounding.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -29,8 +30,10 @@ from pdiff import parallel
 from pdiff.models.prompt_dt import make_prompt_dt
 from pdiff.training import checkpointing
 from pdiff.training.prompt_dt_step import (
+    default_microbatches,
     make_learning_rate_schedule,
     make_optimizer,
+    tokens_per_row,
     train_step,
 )
 from pdiff.training.train_state import (
@@ -103,6 +106,30 @@ def place_batch(batch: Batch, mesh: Mesh) -> Batch:
   else:
     prompts = parallel.shard_batch(prompts, mesh)
   return segments, prompts
+
+
+def make_step_fn(mesh: Mesh, init_batch: Batch) -> tuple[Callable, int]:
+  """The jitted train step `train` runs: `(state, batch, key) -> (state,
+  metrics)`, state donated and replicated over `mesh`.
+
+  Args:
+    mesh: device mesh with a `data` axis.
+    init_batch: an example global batch (its shapes are used; every
+      process holds the whole global batch, see `train`).
+
+  Returns:
+    `(step_fn, microbatches)`: the step, and the microbatches it splits each
+    batch into (`default_microbatches` for the global batch over the mesh's
+    data-parallel devices).
+  """
+  global_batch = init_batch[0].mask.shape[0]
+  microbatches = default_microbatches(
+      global_batch, tokens_per_row(init_batch),
+      devices=parallel.data_parallel_size(mesh))
+  step_fn = jax.jit(functools.partial(train_step, microbatches=microbatches),
+                    out_shardings=parallel.replicated_sharding(mesh),
+                    donate_argnums=0)
+  return step_fn, microbatches
 
 
 def _check_positive(**values):
@@ -179,13 +206,10 @@ def train(
     state = restored
     logging.info("Resumed from %s at step %d", manager.directory,
                  int(state.step))
-  logging.info("Prompt-DT: %d parameters; global batch %d over %d devices",
-               count_params(state.params), global_batch,
-               parallel.data_parallel_size(mesh))
-
-  step_fn = jax.jit(train_step,
-                    out_shardings=parallel.replicated_sharding(mesh),
-                    donate_argnums=0)
+  step_fn, microbatches = make_step_fn(mesh, init_batch)
+  logging.info("Prompt-DT: %d parameters; global batch %d over %d devices, "
+               "%d microbatches per step", count_params(state.params),
+               global_batch, parallel.data_parallel_size(mesh), microbatches)
   writer = (tensorboardX.SummaryWriter(
       os.path.join(workdir, checkpointing.TENSORBOARD_SUBDIR))
             if is_chief else None)

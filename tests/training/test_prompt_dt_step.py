@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from pdiff import parallel
@@ -14,7 +15,13 @@ from pdiff.training import (
     make_optimizer,
     train_step,
 )
-from tests.training.synthetic_data import synthetic_batch, tiny_config
+from pdiff.training.prompt_dt_step import default_microbatches, tokens_per_row
+from tests.training.synthetic_data import (
+    PROMPT_STEPS,
+    STEPS,
+    synthetic_batch,
+    tiny_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +102,73 @@ def test_sharded_step_equals_single_device_step(initial):
   kernel = sharded_state.params["embed_state"]["kernel"]
   assert kernel.sharding.is_equivalent_to(parallel.replicated_sharding(mesh),
                                           kernel.ndim)
+  np.testing.assert_allclose(sharded_metrics["loss"], single_metrics["loss"],
+                             rtol=1e-5)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+      sharded_state.params, single_state.params)
+
+
+def sgd_state(state):
+  """`state` with plain SGD (lr 1): the update is minus the gradient."""
+  return state.replace(tx=optax.sgd(1.0),
+                       opt_state=optax.sgd(1.0).init(state.params))
+
+
+@pytest.mark.parametrize("shared_prompt", [False, True])
+@pytest.mark.parametrize("microbatches", [2, 4, 16])
+def test_microbatched_step_equals_whole_batch_step(initial, microbatches,
+                                                   shared_prompt):
+  """Same loss, gradients and dropout masks, summed in another order."""
+  state, (segments, prompts) = initial
+  if shared_prompt:
+    prompts = jax.tree.map(lambda x: x[:1], prompts)
+  state, key = sgd_state(state), jax.random.key(3)
+  whole, whole_metrics = train_step(state, (segments, prompts), key,
+                                    microbatches=1)
+  split, metrics = train_step(state, (segments, prompts), key,
+                              microbatches=microbatches)
+  # Another dropout key changes the loss far more than the tolerance.
+  _, other = train_step(state, (segments, prompts), jax.random.key(4),
+                        microbatches=1)
+  assert abs(float(other["loss"]) - float(whole_metrics["loss"])) > 1e-3
+  for name in ("loss", "grad_norm"):
+    np.testing.assert_allclose(metrics[name], whole_metrics[name], rtol=1e-5)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+      split.params, whole.params)
+
+
+def test_microbatches_must_divide_the_batch(initial):
+  state, batch = initial
+  with pytest.raises(ValueError, match="divisor of the batch size 16"):
+    train_step(state, batch, jax.random.key(0), microbatches=3)
+
+
+def test_default_microbatches():
+  # Prompt-DT's batch: 560 rows of 3 * (20 + 5) tokens.
+  assert tokens_per_row(synthetic_batch(jax.random.key(0), 2)) == 3 * (
+      STEPS + PROMPT_STEPS)
+  assert default_microbatches(560, 75, backend="cpu") == 28  # 20 rows each
+  assert default_microbatches(560, 75, devices=8, backend="cpu") == 5
+  assert default_microbatches(560, 75, backend="gpu") == 1
+  assert default_microbatches(560, 75, devices=3, backend="cpu") == 1
+  assert default_microbatches(16, 18, backend="cpu") == 1
+  assert default_microbatches(4, 10_000, backend="cpu") == 4
+  # The unqualified step splits as default_microbatches says (here: not).
+  assert default_microbatches(16, 18) == 1
+
+
+def test_sharded_microbatched_step_equals_single_device_step(initial):
+  state, batch = initial
+  state, key = sgd_state(state), jax.random.key(1)
+  single_state, single_metrics = train_step(state, batch, key,
+                                            microbatches=1)
+  mesh = parallel.make_mesh()
+  step_fn = jax.jit(lambda s, b, k: train_step(s, b, k, microbatches=2),
+                    out_shardings=parallel.replicated_sharding(mesh))
+  sharded_state, sharded_metrics = step_fn(
+      parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh), key)
   np.testing.assert_allclose(sharded_metrics["loss"], single_metrics["loss"],
                              rtol=1e-5)
   jax.tree.map(
