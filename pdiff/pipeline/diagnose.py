@@ -262,19 +262,18 @@ def measure_seed(config, dconf, context, family, full_trajs, few_shot,
   few_return = returns_of(jax.tree.map(lambda x: x[:, None], few_prompt))[:, 0]
   real_return = np.where(np.asarray(valid), returns_of(real), np.nan)
 
+  # Each task's scoring segments per regime, drawn once and shared by the
+  # real windows and every mode's candidates.
+  segments = {regime: [regime_segments(
+      plm, jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), few_shot),
+      jax.random.fold_in(k_seg, i), int(dconf.segments), regime,
+      family.return_target) for i in range(len(tests))] for regime in REGIMES}
+
   def losses(prompts):  # [M, C, ...] -> {regime: [M, C]}
-    out = {}
-    for regime in REGIMES:
-      per_task = []
-      for i in range(len(tests)):
-        segs = regime_segments(
-            plm, jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), few_shot),
-            jax.random.fold_in(k_seg, i), int(dconf.segments), regime,
-            family.return_target)
-        per_task.append(np.asarray(dt_losses(
-            plm, jax.tree.map(lambda x, i=i: x[i], prompts), segs)))
-      out[regime] = np.stack(per_task)
-    return out
+    return {regime: np.stack([
+        np.asarray(dt_losses(plm, jax.tree.map(lambda x, i=i: x[i], prompts),
+                             segs))
+        for i, segs in enumerate(segments[regime])]) for regime in REGIMES}
 
   real_loss = losses(real)
   tasks, gradients = {}, {}
@@ -295,9 +294,8 @@ def measure_seed(config, dconf, context, family, full_trajs, few_shot,
     mconf = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
     mconf.mode, mconf.modes = mode, (mode,)
     fn = _candidates_fn(model, plm, mconf, int(dconf.candidates))
-    cands, metrics = fn(stage1, tuning_runs.stacked(
-        [jax.tree.map(lambda a, i=i: np.asarray(a[i]), few_shot)
-         for i in range(len(tests))]),
+    cands, metrics = fn(
+        stage1, jax.tree.map(jnp.asarray, few_shot),  # already [M, N, T]
         jax.random.split(jax.random.fold_in(k_modes, pd.MODES.index(mode)),
                          len(tests)))
     cand_return = returns_of(cands)
