@@ -355,9 +355,10 @@ def table2_section(by_quality: Mapping[str, Mapping]) -> dict:
 
 
 def caption(experiment: str, source: str | None = None, *,
-            success: bool = False) -> str:
+            success: bool = False, quoted: Mapping | None = None) -> str:
   """The paragraph under an experiment's tables (``success``: a table has a
-  success-rate column)."""
+  success-rate column; ``quoted``: table2's published summary per method,
+  the published JSON's ``table2.quoted``)."""
   text = ("Mean over seeds of pdiff's task-averaged test return, with its "
           "Student-t interval over seeds; differences are paired by seed.")
   if success:
@@ -370,8 +371,8 @@ def caption(experiment: str, source: str | None = None, *,
         " Each column pair uses few-shot trajectories (and so the initial "
         "prompts of Prompt-Tuning DT and Prompt Diffuser's condition) of one "
         "dataset quality; the PLM is the same. Published (cheetah-vel, "
-        f"{source}): Prompt Diffuser about -33.5 with expert, medium and "
-        "random data alike, Prompt-Tuning DT down to -90.4; pdiff's physics "
+        f"{source}): Prompt Diffuser {quoted['prompt_diffuser']}, "
+        f"Prompt-Tuning DT {quoted['prompt_tuning_dt']}; pdiff's physics "
         "and data differ (Brax, not MuJoCo), so only the orderings and the "
         "drop from expert to random compare.")
   return text + (
@@ -467,8 +468,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for c in configs.values():
     check_run_config(c)
   published = load_published()["table1"]
-  source = (load_published()["table2"]["source"]
-            if config.experiment == "table2" else published["source"])
+  table2 = load_published()["table2"]
+  source = (table2["source"] if config.experiment == "table2"
+            else published["source"])
   sections = {}
   for family, c in configs.items():
     fdir = os.path.join(workdir, family)
@@ -498,7 +500,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 for s in sections.values())
   report = dict(experiment=config.experiment, preset=config.preset,
                 family_order=list(config.families), families=sections,
-                caption=caption(config.experiment, source, success=success),
+                caption=caption(config.experiment, source, success=success,
+                                quoted=table2["quoted"]),
                 config=config.to_dict())
   if config.experiment in ("table1", "table2"):
     report["published_source"] = source
