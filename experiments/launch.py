@@ -16,7 +16,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pdiff import parallel, stages
+from pdiff import compilation_cache, parallel, stages
 from pdiff.data.storage import DatasetError
 from pdiff.pipeline.validate import ConfigError
 from pdiff.serialization import ParamsFileError
@@ -123,7 +123,9 @@ def _parse_flags(argv):
 
 
 def run(main) -> None:
-  """``app.run(main)``, with user errors printed as one line (exit code 2)."""
+  """``app.run(main)``, with user errors printed as one line (exit code 2)
+  and JAX's persistent compilation cache on (:mod:`pdiff.compilation_cache`).
+  """
   def guarded(argv):
     try:
       return main(argv)
@@ -133,4 +135,16 @@ def run(main) -> None:
       sys.exit(2)
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(guarded, flags_parser=_parse_flags)
+  # Before the flags are parsed: the config files may already compile.
+  try:
+    cache = compilation_cache.enable()
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+  def guarded_with_cache(argv):
+    logging.info("compilation cache: %s", cache or
+                 f"off ({compilation_cache.ENV})")
+    return guarded(argv)
+
+  app.run(guarded_with_cache, flags_parser=_parse_flags)

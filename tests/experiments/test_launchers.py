@@ -32,7 +32,17 @@ def launch(script, *args):
 
 
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory):
+def cache_dir(tmp_path_factory):
+  """The launchers' compilation cache, every program written to it."""
+  path = tmp_path_factory.mktemp("jax_cache")
+  ENV.update(PDIFF_COMPILATION_CACHE=str(path),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  return path
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory, cache_dir):
+  del cache_dir  # the launchers run with it
   workdir = tmp_path_factory.mktemp("launchers")
   launch("collect.py", "--config=experiments/configs/collect.py:point_robot",
          f"--workdir={workdir}",
@@ -59,6 +69,27 @@ def exported(collected, tmp_path_factory):
          f"--export_to={export}")
   after = {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
   return export, before, after
+
+
+def test_launchers_write_and_reuse_the_compilation_cache(cache_dir, exported,
+                                                        tmp_path):
+  del exported  # collect.py and pretrain.py have run
+  entries = {p.name for p in cache_dir.iterdir()}
+  assert any(name.startswith("jit_") for name in entries), sorted(entries)
+  # A rerun of collect.py (new work directory) compiles nothing new.
+  launch("collect.py", "--config=experiments/configs/collect.py:point_robot",
+         f"--workdir={tmp_path}", "--config.qualities=('expert','random')")
+  assert {p.name for p in cache_dir.iterdir()} == entries
+  # A cache directory that cannot be created is named.
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  proc = subprocess.run(
+      [sys.executable, "experiments/collect.py", f"--workdir={tmp_path}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env=dict(ENV, PDIFF_COMPILATION_CACHE=str(blocker / "cache")))
+  assert proc.returncode == 2
+  assert "compilation cache directory" in proc.stderr
+  assert "PDIFF_COMPILATION_CACHE" in proc.stderr
 
 
 def test_pretrain_reuses_the_collected_data_and_exports(collected, exported):
