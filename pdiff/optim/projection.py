@@ -20,6 +20,7 @@ import optax
 from pdiff.optim.subspace import (
     PRECISION,
     compute_dtype,
+    inner_products,
     memory_combine,
     memory_dot,
     projector_weights,
@@ -184,6 +185,14 @@ def project_conflicting(
   injected or scheduled; ``num_bases`` sets the memory size at ``init`` and is
   read from the state afterwards.
 
+  The memory holds :math:`M` times the parameters. With :math:`M > 1` an
+  update reads it once for its inner products with :math:`g_{DM}` (the Gram
+  matrix), and where a gradient conflicts twice per projection pass (inner
+  products with the vector projected, then the part in the span); with
+  :math:`M = 1` the projection is elementwise and the memory is only written.
+  Jit the training step with the optimiser state donated (``donate_argnums``)
+  so that the memory is updated in place: otherwise every update copies it.
+
   Args:
     guidance_scale: weight :math:`\lambda \ge 0` of the guidance gradient.
     num_bases: memory size :math:`M \ge 1`, the number of past primary
@@ -279,60 +288,118 @@ def project_conflicting(
         for d, g in zip(jax.tree.leaves(guidance), primary, strict=True)
     ]
 
-    # The primary gradient replaces the oldest one in the ring buffer; the
-    # row and column of its slot in each leaf's Gram matrix are refreshed.
+    # The primary gradient replaces the oldest one in the ring buffer. Until
+    # the write, at the end, the memory is read as it will be after it, from
+    # the memory before the write and the gradient itself.
     slot = state.count % memory_size
     is_slot = jnp.arange(memory_size) == slot  # [M]
     filled = jnp.arange(memory_size) < jnp.minimum(state.count + 1, memory_size)
     old_memory = jax.tree.leaves(state.memory)
-    new_rows = jnp.stack([
-        memory_dot(m, g, is_slot, g).astype(dtype)
-        for m, g in zip(old_memory, primary, strict=True)
-    ])  # [L, M]
-    gram = state.gram.at[:, slot, :].set(new_rows).at[:, :, slot].set(new_rows)
 
     # Per-leaf quantities, summed over leaves for the whole-gradient variant:
     # G groups, one per leaf or a single one; leaf i belongs to group(i).
     group_sum = (lambda x: x) if per_leaf else (lambda x: jnp.sum(x, 0, keepdims=True))
     group = (lambda i: i) if per_leaf else (lambda i: 0)
-    dots = group_sum(jnp.stack([
-        jnp.vdot(g, d, precision=PRECISION).astype(dtype)
-        for g, d in zip(primary, guide, strict=True)
-    ]))  # [G], the primary gradient dotted with the guidance
+
+    def memory_rows(
+        vectors: list[jax.Array], current_dots: list[jax.Array]
+    ) -> jax.Array:
+      """``[L, M]`` inner products of the memory rows with every leaf ``v``.
+
+      Args:
+        vectors: the leaves ``v``.
+        current_dots: per leaf, the inner product of ``v`` with the primary
+          gradient (the memory row at the slot, after the write).
+      """
+      return jnp.stack([
+          memory_dot(m, is_slot, v, dot).astype(dtype)
+          for m, v, dot in zip(old_memory, vectors, current_dots, strict=True)
+      ])
+
+    # g_DM . g_DM and g_DM . g_DT per leaf, in one pass over both gradients.
+    current = [
+        inner_products([(g, g), (g, d)]) for g, d in zip(primary, guide, strict=True)
+    ]
+    # The memory rows dotted with g_DM refresh the row and column of the slot
+    # in each leaf's Gram matrix.
+    new_rows = memory_rows(primary, [dots[0] for dots in current])  # [L, M]
+    gram = jnp.where(  # row and column `slot` replaced: one elementwise pass
+        is_slot[:, None],
+        new_rows[:, None, :],
+        jnp.where(is_slot[None, :], new_rows[:, :, None], state.gram),
+    )  # [L, M, M]
+    conflict = group_sum(
+        jnp.stack([dots[1].astype(dtype) for dots in current])
+    ) < 0  # [G], the sign of g_DM . g_DT
     weights, ill_conditioned = projector_weights(
         group_sum(gram), filled, rtol
     )  # [G, M, M], []
+    scale = jnp.asarray(guidance_scale, dtype)
 
-    def remove_span(vectors: list[jax.Array]) -> list[jax.Array]:
-      """``v - B B^T v`` for every leaf ``v``, as ``v - A^T W A v``."""
-      coeffs = group_sum(jnp.stack([
-          memory_dot(m, g, is_slot, v).astype(dtype)
-          for m, g, v in zip(old_memory, primary, vectors, strict=True)
-      ]))  # [G, M]
-      coeffs = jnp.einsum("gij,gj->gi", weights, coeffs, precision=PRECISION)
-      projected = []
-      for i, (m, g, v) in enumerate(zip(old_memory, primary, vectors, strict=True)):
-        in_span = memory_combine(m, g, is_slot, coeffs[group(i)])
-        projected.append(v - in_span.astype(v.dtype))
+    def remove_span(
+        vectors: list[jax.Array], current_dots: list[jax.Array]
+    ) -> list[jax.Array]:
+      """``v - B B^T v`` for every leaf ``v``, as ``v - A^T W A v``.
+
+      Args:
+        vectors: the leaves ``v``.
+        current_dots: per leaf, the inner product of ``v`` with the primary
+          gradient.
+      """
+      rows = group_sum(memory_rows(vectors, current_dots))  # [G, M]
+      coeffs = jnp.einsum("gij,gj->gi", weights, rows, precision=PRECISION)
+      return [
+          v - memory_combine(m, g, is_slot, coeffs[group(i)]).astype(v.dtype)
+          for i, (m, g, v) in enumerate(zip(old_memory, primary, vectors, strict=True))
+      ]
+
+    def project_guidance(passes: int) -> list[jax.Array]:
+      """The guidance gradient with its part in the span removed ``passes`` times.
+
+      The Gram matrix squares the memory's condition number: for nearly
+      parallel gradients a second pass removes what rounding left in the span.
+      """
+      projected = remove_span(guide, [dots[1] for dots in current])
+      for _ in range(passes - 1):
+        projected = remove_span(projected, [
+            inner_products([(g, v)])[0]
+            for g, v in zip(primary, projected, strict=True)
+        ])
       return projected
 
-    # The Gram matrix squares the memory's condition number: for nearly
-    # parallel gradients a second pass removes what rounding left in the span.
-    projected = remove_span(guide)
-    if memory_size > 1:
-      projected = jax.lax.cond(
-          ill_conditioned, remove_span, lambda v: v, projected
+    def combine(projected: list[jax.Array]) -> list[jax.Array]:
+      """``g_DM + lambda g_DT``, with ``g_DT`` projected where it conflicts."""
+      return [
+          (g + scale * jnp.where(conflict[group(i)], p, d)).astype(u.dtype)
+          for i, (g, d, p, u) in enumerate(
+              zip(primary, guide, projected, leaves, strict=True)
+          )
+      ]
+
+    if memory_size == 1:
+      # A rank-one projection, elementwise: XLA fuses it with the
+      # transformations that follow.
+      combined = combine(project_guidance(1))
+      write_slot = slot
+    else:
+      # The projection reads the memory (M times the parameters) twice per
+      # pass: it is skipped when nothing conflicts, and made twice for an
+      # ill-conditioned memory.
+      branch = jnp.where(
+          jnp.any(conflict), 1 + ill_conditioned.astype(jnp.int32), 0
       )
-    conflict = dots < 0  # [G]
-    scale = jnp.asarray(guidance_scale, dtype)
-    combined = [
-        (g + scale * jnp.where(conflict[group(i)], p, d)).astype(u.dtype)
-        for i, (g, d, p, u) in enumerate(
-            zip(primary, guide, projected, leaves, strict=True)
-        )
-    ]
+      # Branch k also returns slot + k, from which the write's index is
+      # recovered: a dependency that XLA cannot simplify away orders the
+      # write after every read of the memory, so that a donated memory is
+      # updated in place instead of copied.
+      combined, write_slot = jax.lax.switch(branch, [
+          lambda: (combine(guide), slot),
+          lambda: (combine(project_guidance(1)), slot + 1),
+          lambda: (combine(project_guidance(2)), slot + 2),
+      ])
+      write_slot = write_slot - branch
     memory = [  # the ring-buffer write
-        jax.lax.dynamic_update_index_in_dim(m, g.astype(m.dtype), slot, axis=0)
+        jax.lax.dynamic_update_index_in_dim(m, g.astype(m.dtype), write_slot, axis=0)
         for m, g in zip(old_memory, primary, strict=True)
     ]
     new_state = ProjectConflictingState(

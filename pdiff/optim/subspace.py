@@ -9,6 +9,7 @@ leaves are never flattened or concatenated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -28,6 +29,44 @@ def compute_dtype(dtype: Any) -> jnp.dtype:
   return jnp.promote_types(dtype, jnp.float32)
 
 
+# XLA:CPU sums a long reduction as one chain of dependent additions, several
+# times slower than an elementwise pass over the same data. Inner products are
+# summed over short runs of the last axis first (one fused pass for several of
+# them), then over the partial sums.
+_RUN_LENGTHS = (16, 8, 4)
+
+
+def inner_products(pairs: Sequence[tuple[jax.Array, jax.Array]]) -> list[jax.Array]:
+  """The inner products ``a . b`` of pairs of leaves, in one pass over them.
+
+  Args:
+    pairs: ``(a, b)`` pairs of leaves, all of one shape and dtype.
+
+  Returns:
+    One scalar per pair, in the leaves' dtype.
+  """
+  products = tuple(a * b for a, b in pairs)
+  shape = products[0].shape
+  run = next(
+      (k for k in _RUN_LENGTHS if shape and shape[-1] > k and shape[-1] % k == 0),
+      None,
+  )
+  if run is None:
+    axes = tuple(range(len(shape)))
+  else:  # [..., n] -> [..., n / run, run]: only the last axis is split
+    products = tuple(
+        x.reshape((*shape[:-1], shape[-1] // run, run)) for x in products
+    )
+    axes = (len(shape),)
+  partial_sums = jax.lax.reduce(
+      products,
+      tuple(jnp.zeros((), x.dtype) for x in products),
+      lambda xs, ys: tuple(x + y for x, y in zip(xs, ys, strict=True)),
+      axes,
+  )
+  return [jnp.sum(x) for x in partial_sums]
+
+
 # memory_dot and memory_combine read a memory leaf as it is after the current
 # gradient replaces row `slot`, from the memory before the write and the
 # gradient itself. Reading the written buffer instead lets XLA fuse the write
@@ -35,32 +74,36 @@ def compute_dtype(dtype: Any) -> jnp.dtype:
 
 
 def memory_dot(
-    memory: jax.Array, current: jax.Array, is_slot: jax.Array, vector: jax.Array
+    memory: jax.Array, is_slot: jax.Array, vector: jax.Array, current_dot: jax.Array
 ) -> jax.Array:
   """``[M]`` inner products of the updated memory rows with a leaf.
 
   Args:
     memory: ``[M, *s]`` memory leaf before the write.
-    current: ``[*s]`` gradient written to the slot.
     is_slot: ``[M]`` bool, true at the slot written.
     vector: ``[*s]`` leaf to dot with. Axes are contracted in place, never
       flattened, which keeps sharded leaves sharded.
+    current_dot: scalar inner product of the gradient written to the slot
+      with ``vector`` (see :func:`inner_products`).
 
   Returns:
     ``[M]`` inner products.
   """
-  current_dot = jnp.vdot(current, vector, precision=PRECISION)
   if memory.shape[0] == 1:  # the current gradient is the whole memory
     return current_dot[None]
   axes = (tuple(range(1, memory.ndim)), tuple(range(vector.ndim)))
   rows = jnp.tensordot(memory, vector, axes=axes, precision=PRECISION)  # [M]
-  return jnp.where(is_slot, current_dot, rows)
+  return jnp.where(is_slot, current_dot.astype(rows.dtype), rows)
 
 
 def memory_combine(
     memory: jax.Array, current: jax.Array, is_slot: jax.Array, coeffs: jax.Array
 ) -> jax.Array:
-  """``sum_i coeffs[i] * row_i`` over the updated memory rows; ``[*s]``."""
+  """``sum_i coeffs[i] * row_i`` over the updated memory rows; ``[*s]``.
+
+  A broadcast product and a sum over the rows: XLA fuses it with the
+  elementwise operations that use it, in one pass over the memory.
+  """
   coeffs = coeffs.astype(memory.dtype)  # [M]
   if memory.shape[0] == 1:  # the current gradient is the whole memory
     return coeffs[0] * current.astype(memory.dtype)
@@ -99,7 +142,10 @@ def projector_weights(
   valid = filled & (sq_norms > jnp.finfo(dtype).tiny)
   inv_norms = jnp.where(valid, jax.lax.rsqrt(jnp.where(valid, sq_norms, 1.0)), 0.0)
   normalised = gram * inv_norms[..., :, None] * inv_norms[..., None, :]
-  eigvals, eigvecs = jnp.linalg.eigh(normalised)  # [..., M], [..., M, M]
+  if gram.shape[-1] == 1:  # a 1 x 1 matrix is its own eigendecomposition
+    eigvals, eigvecs = normalised[..., 0], jnp.ones_like(normalised)
+  else:
+    eigvals, eigvecs = jnp.linalg.eigh(normalised)  # [..., M], [..., M, M]
   # With at least one valid row the largest eigenvalue is >= 1 (a unit
   # diagonal entry); the floor at eps keeps 1 / eigval finite.
   largest = jnp.maximum(eigvals[..., -1:], 1.0)

@@ -459,6 +459,75 @@ class ProjectConflictingTest(parameterized.TestCase):
       tx.update(params, other_state, guidance=params)
 
 
+  @parameterized.product(
+      num_bases=[1, 3],
+      per_leaf=[False, True],
+      case=["agree", "conflict", "mixed", "parallel"],
+  )
+  def test_every_branch_matches_reference(self, num_bases, per_leaf, case):
+    # With M > 1 the update takes one of three branches: nothing conflicts
+    # (the memory is not read), a single projection pass, or two passes for
+    # an ill-conditioned memory ("parallel"). Jitted, each must agree with the
+    # reference, and so must the memory it writes in the end.
+    rng = np.random.default_rng(14)
+    shapes = {"b": (24,), "w": (6, 16)}
+    base = random_tree(rng, shapes)
+    tx = project_conflicting(0.5, num_bases, per_leaf=per_leaf)
+    state = tx.init(to_jax(base))
+    step_fn = jax.jit(lambda u, s, d: tx.update(u, s, guidance=d))
+    reference = ReferenceProjection(0.5, num_bases, per_leaf)
+    history = []
+    for _ in range(num_bases + 2):
+      noise = random_tree(rng, shapes)
+      if case == "parallel":
+        g_dm = {k: (base[k] + 0.03 * noise[k]).astype(np.float32) for k in base}
+      else:
+        g_dm = noise
+      history.append(g_dm)
+      if case == "mixed":  # leaf "w" conflicts, leaf "b" agrees
+        g_dt = guidance_for(rng, g_dm, conflict=True, per_leaf=True)
+        g_dt["b"] = (g_dm["b"] + 0.1 * rng.normal(size=24)).astype(np.float32)
+      else:
+        g_dt = guidance_for(rng, g_dm, conflict=case != "agree", per_leaf=True)
+      updates, state = step_fn(to_jax(g_dm), state, to_jax(g_dt))
+      assert_trees_close(updates, reference.update(g_dm, g_dt))
+    for step_index, g_dm in enumerate(history):
+      if step_index >= len(history) - num_bases:  # still in the ring buffer
+        for k in shapes:
+          np.testing.assert_array_equal(
+              state.memory[k][step_index % num_bases], g_dm[k]
+          )
+
+  @parameterized.parameters(False, True)
+  def test_donated_memory_is_updated_in_place(self, per_leaf):
+    # With the state donated, the ring-buffer write reuses the memory's
+    # buffer: no temporary as large as the memory, and the same results as
+    # without donation.
+    rng = np.random.default_rng(15)
+    shapes = {"b": (64,), "w": (128, 64)}
+    tx = project_conflicting(1.0, 4, per_leaf=per_leaf)
+
+    def step(state, g_dm, g_dt):
+      updates, state = tx.update(g_dm, state, guidance=g_dt)
+      return state, updates
+
+    donated = jax.jit(step, donate_argnums=0)
+    kept = jax.jit(step)
+    params = to_jax(random_tree(rng, shapes))
+    state = tx.init(params)
+    memory_bytes = sum(x.nbytes for x in jax.tree.leaves(state.memory))
+    analysis = donated.lower(state, params, params).compile().memory_analysis()
+    self.assertLess(analysis.temp_size_in_bytes, memory_bytes / 2)
+    donated_state, kept_state = tx.init(params), tx.init(params)
+    for step_index in range(6):
+      g_dm = to_jax(random_tree(rng, shapes))
+      g_dt = to_jax(guidance_for(rng, g_dm, conflict=step_index % 3 != 2))
+      donated_state, donated_updates = donated(donated_state, g_dm, g_dt)
+      kept_state, kept_updates = kept(kept_state, g_dm, g_dt)
+      for k in shapes:
+        np.testing.assert_array_equal(donated_updates[k], kept_updates[k])
+        np.testing.assert_array_equal(donated_state.memory[k], kept_state.memory[k])
+
 def test_docstring_example_runs():
   results = doctest.testmod(projection_module)
   assert results.attempted > 0
