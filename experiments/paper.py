@@ -7,11 +7,14 @@ r"""The paper's experiments over task families, resumable.
 
 ``table1`` runs every method on cheetah-dir, cheetah-vel and ant-dir;
 ``ablation`` runs Prompt Diffuser's four gradient combinations on the same
-families. Each family runs the whole pipeline (``experiments/run.py``) in
-``{workdir}/{family}``, shared by both experiments, so the second finds the
-runs the first computed. The tables go to ``{workdir}/paper/{experiment}.
-{json,md,png}`` (docs/paper.md). Append ``,tiny`` to the config argument for
-a smoke run on point_robot.
+families; ``table2`` compares few-shot data qualities on cheetah-vel;
+``table3`` runs ant-dir's out-of-distribution split (ant_dir_10) few-shot
+and zero-shot. Each family runs the whole pipeline (``experiments/run.py``)
+in ``{workdir}/{family}``, shared by the experiments, so one finds the runs
+another computed (table3's settings keep their runs and tables in
+``{workdir}/{family}/table3/{setting}``). The tables go to
+``{workdir}/paper/{experiment}.{json,md,png}`` (docs/paper.md). Append
+``,tiny`` to the config argument for a smoke run on point_robot.
 """
 
 from absl import app, flags, logging

@@ -23,6 +23,7 @@ from experiments import launch
 from pdiff import atomic, envs
 from pdiff.data import behavior
 from pdiff.data import behavior_resume as resume
+from pdiff.pipeline.validate import ConfigError
 
 _CONFIG = launch.define_config("experiments/configs/behavior.py",
                                "Behaviour-policy config.")
@@ -35,9 +36,14 @@ def main(argv):
   del argv
   config = _CONFIG.value
   family = envs.make(config.family, backend=config.backend)
+  if family.behavior_family != family.name:
+    raise ConfigError(
+        f"config.family = {config.family!r}: its data are collected with "
+        f"{family.behavior_family}'s behaviour policies; train those "
+        f"(--config=experiments/configs/behavior.py:{family.behavior_family}).")
   out_dir = _OUT_DIR.value
   if out_dir == "package":
-    out_dir = os.path.join(behavior.ASSETS_DIR, family.name)
+    out_dir = os.path.join(behavior.ASSETS_DIR, family.behavior_family)
   summary = behavior.train_behavior_policy(family, config, out_dir)
   atomic.write_json_atomic(os.path.join(out_dir, "summary.json"), summary)
   if _OUT_DIR.value == "package":

@@ -6,8 +6,9 @@ r"""Tunes prompts for every test task of a family with one method and seed.
 Needs ``{workdir}/datasets`` and ``{workdir}/pretrain`` (experiments/collect.py
 and experiments/pretrain.py, or a first experiments/run.py); both must match
 the config (their stage records are checked). Draws the seed's few-shot
-trajectories as experiments/run.py does, and writes the prompts, one per test
-task, to ``{workdir}/tuning/{label}/seed{seed}/prompts.npz`` (``Segments``
+trajectories as experiments/run.py does (``few_shot_source`` included), and
+writes the prompts, one per test task, to
+``{workdir}/tuning/{label}/seed{seed}/prompts.npz`` (``Segments``
 fields with a leading task axis), per-task parameters of fine-tuning methods
 as ``params.msgpack``, and the tuning metrics and fingerprints beside them as
 ``metrics.json``.
@@ -24,6 +25,7 @@ from experiments import launch
 from pdiff import envs, pipeline, serialization, stages
 from pdiff.data import loading
 from pdiff.evaluation import write_json_atomic
+from pdiff.pipeline import tuning_runs
 from pdiff.tuning import registry
 
 _CONFIG = launch.define_config("experiments/configs/run.py",
@@ -75,7 +77,8 @@ def main(argv):
         method.prepare(context, mconf))
   tests = pipeline.load_split(family, root, config.few_shot_quality,
                               list(family.test_tasks))
-  few_shot = pipeline.draw_few_shot(tests, config.num_shots,
+  pools = tuning_runs.few_shot_pools(config, family, root, tests)
+  few_shot = pipeline.draw_few_shot(pools, config.num_shots,
                                     pipeline.seed_key(config, seed))
   data = pipeline.stacked(few_shot if method.data == "few_shot" else tests)
   tune = method.make_tune(context, mconf)
@@ -90,11 +93,13 @@ def main(argv):
   if method.params_per_task:
     serialization.save_params(os.path.join(out, "params.msgpack"),
                               tuned.params)
-  record = stages.make_record(
-      "tune", 1, dict(label=label, seed=seed, root_seed=config.seed,
-                      num_shots=config.num_shots,
-                      few_shot_quality=config.few_shot_quality,
-                      config=mconf.to_dict()), inputs)
+  subtree = dict(label=label, seed=seed, root_seed=config.seed,
+                 num_shots=config.num_shots,
+                 few_shot_quality=config.few_shot_quality,
+                 config=mconf.to_dict())
+  if tuning_runs.few_shot_source(config) != "test_task":
+    subtree["few_shot_source"] = tuning_runs.few_shot_source(config)
+  record = stages.make_record("tune", 1, subtree, inputs)
   write_json_atomic(os.path.join(out, "metrics.json"),
                     dict(record, tasks=list(family.test_tasks),
                          metrics={k: np.asarray(v).tolist()

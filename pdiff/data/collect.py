@@ -125,7 +125,7 @@ def collect_family_datasets(family, quality: str, root: str, *,
     action_noise: Gaussian action-noise std for policy qualities.
     policy_dir: checkpoint directory; defaults to the family's scripted
       policy if it has one, else the checkpoint shipped for
-      ``family``/``quality``.
+      ``family.behavior_family``/``quality``.
     task_indices: tasks to collect (default: all of the family's tasks).
     overwrite: rewrite files that already exist (otherwise they are kept,
       which makes an interrupted collection resumable).
@@ -152,7 +152,8 @@ def collect_family_datasets(family, quality: str, root: str, *,
   elif scripted is not None and policy_dir is None:
     policy, source = scripted()  # e.g. Meta-World's scripted expert
   else:
-    policy_dir = policy_dir or behavior.shipped_policy_dir(family.name, quality)
+    policy_dir = policy_dir or behavior.shipped_policy_dir(
+        family.behavior_family, quality)
     policy, info = behavior.load_policy(policy_dir)
     if info.get("backend") not in (None, family.backend):
       raise ValueError(

@@ -6,7 +6,7 @@ See docs/envs.md.
 """
 
 from pdiff.envs import quiet_brax  # noqa: F401 (first: imports Brax quietly)
-from pdiff.envs.ant_dir import AntDir
+from pdiff.envs.ant_dir import AntDir, AntDir10
 from pdiff.envs.base import EnvState, Task, TaskFamily
 from pdiff.envs.brax_adapter import TaskConditionedEnv
 from pdiff.envs.locomotion import (
@@ -28,6 +28,7 @@ from pdiff.envs.registry import (
 
 __all__ = [
     "AntDir",
+    "AntDir10",
     "BRAX_BACKENDS",
     "BRAX_FAMILIES",
     "BraxTaskFamily",

@@ -94,6 +94,10 @@ class TaskFamily(abc.ABC):
   # The largest episode return the reward allows (None: unbounded); caps the
   # return target of pdiff.data.conditioning's rule.
   return_supremum: ClassVar[float | None] = None
+  # The family whose behaviour policies and dataset returns
+  # (pdiff/assets/behavior/{family}/) this family's data come from, for a
+  # family that only re-splits another's tasks; None: its own (``name``).
+  behavior_source: ClassVar[str | None] = None
 
   def __post_init__(self):
     if self.episode_length <= 0:
@@ -116,6 +120,13 @@ class TaskFamily(abc.ABC):
         self._check_index(index, what=split)
     params = np.asarray(self.task_values, np.float32)  # [num_tasks, P]
     object.__setattr__(self, "_task_params", jnp.asarray(params))
+
+  @property
+  def behavior_family(self) -> str:
+    """The family whose shipped behaviour policies collect this family's
+    data (``pdiff/assets/behavior/{behavior_family}/``): ``behavior_source``,
+    or the family's own name."""
+    return self.behavior_source or self.name
 
   # ---------------------------------------------------------------- sizes --
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from pdiff.envs.ant_dir import AntDir
+from pdiff.envs.ant_dir import AntDir, AntDir10
 from pdiff.envs.base import TaskFamily
 from pdiff.envs.locomotion import (
     BRAX_BACKENDS,
@@ -19,13 +19,15 @@ _FAMILY_CLASSES: dict[str, type[TaskFamily]] = {
     "cheetah_vel": CheetahVel,
     "cheetah_dir": CheetahDir,
     "ant_dir": AntDir,
+    "ant_dir_10": AntDir10,
     "point_robot": PointRobot,
     "metaworld_reach": MetaWorldReach,
 }
 # Names accepted by ``make``.
 FAMILIES: tuple[str, ...] = tuple(_FAMILY_CLASSES)
 # Names of the families simulated with Brax.
-BRAX_FAMILIES: tuple[str, ...] = ("cheetah_vel", "cheetah_dir", "ant_dir")
+BRAX_FAMILIES: tuple[str, ...] = ("cheetah_vel", "cheetah_dir", "ant_dir",
+                                  "ant_dir_10")
 # Backends each family accepts; the first is its default.
 FAMILY_BACKENDS: dict[str, tuple[str, ...]] = {
     **{

@@ -244,6 +244,14 @@ def _caption(results: Mapping) -> str:
   return text
 
 
+def source_phrase(results: Mapping) -> str:
+  """``" of the training tasks (zero-shot)"`` for results whose few-shot
+  trajectories were drawn from the training tasks, else ``""``."""
+  if results.get("few_shot_source") == "training_tasks":
+    return " of the training tasks (zero-shot)"
+  return ""
+
+
 def results_table_markdown(results: Mapping) -> str:
   """The markdown of a results dict (``results.json``): title, table,
   caption and significance sentence.
@@ -252,7 +260,8 @@ def results_table_markdown(results: Mapping) -> str:
     results: with ``methods`` (``{label: row}``, as from
       :func:`summarize_methods`; rows in ``row_order`` when given),
       ``test_tasks`` and optionally ``family``,
-      ``num_shots``, ``few_shot_quality``, ``seeds`` and ``statistics`` (as
+      ``num_shots``, ``few_shot_quality``, ``few_shot_source``, ``seeds``
+      and ``statistics`` (as
       from :func:`summarize_methods`; without it the sentence is derived
       from the rows and the caption says n/a). Rows with ``success_rate``
       add the success-rate column and its sentence to the caption.
@@ -269,6 +278,7 @@ def results_table_markdown(results: Mapping) -> str:
     quality = results.get("few_shot_quality")
     title += f", {results['num_shots']}-shot" + (f" {quality}" if quality
                                                  else "") + " data"
+    title += source_phrase(results)
   if n is not None:
     title += f", {n} seed" + ("" if n == 1 else "s")
   tasks = results.get("test_tasks")

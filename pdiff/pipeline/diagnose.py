@@ -48,6 +48,7 @@ from pdiff.evaluation import statistics
 from pdiff.models.policy import PretrainedPolicy, masked_action_mse
 from pdiff.pipeline import tuning_runs
 from pdiff.pipeline.run import setup as setup_experiment
+from pdiff.pipeline.validate import FEW_SHOT_SOURCES, ConfigError
 from pdiff.tuning import oracle_prompt, registry
 from pdiff.tuning import prompt_diffuser as pd
 from pdiff.types import Segments, Trajectories
@@ -365,7 +366,16 @@ def diagnose(config: ml_collections.ConfigDict,
 
   Returns:
     The report.
+
+  Raises:
+    ConfigError: ``config.few_shot_source`` is not ``"test_task"`` (the
+      diagnosis reads the test tasks' full datasets).
   """
+  source = tuning_runs.few_shot_source(config)
+  if source != FEW_SHOT_SOURCES[0]:
+    raise ConfigError(f"config.few_shot_source = {source!r}: the diagnosis "
+                      "reads the test tasks' full datasets; expected "
+                      f"{FEW_SHOT_SOURCES[0]!r}.")
   start = time.time()
   family = envs.make(config.family, backend=config.backend)
   quality = config.pretrain.quality

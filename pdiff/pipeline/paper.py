@@ -1,4 +1,4 @@
-"""The paper's experiments over task families: Tables 1 and 2, the ablation.
+"""The paper's experiments over task families: Tables 1 to 3, the ablation.
 
 :func:`run_experiment` runs :func:`pdiff.pipeline.run` for each family in
 ``{workdir}/{family}``, shared by the experiments (each finds the other's
@@ -15,7 +15,11 @@ through their fingerprints), then writes
   with its difference to ``prompt_diffuser[dm_only]``, paired by seed;
 * ``table2``: per family, every method with few-shot data (and so initial
   prompts) of each quality in ``config.qualities``: its return with its
-  interval and its difference to the few-shot prompt of the same quality.
+  interval and its difference to the few-shot prompt of the same quality;
+* ``table3``: per family, every method in each setting of
+  ``config.settings``, few-shot (the test tasks' data) and zero-shot (the
+  training tasks' data), each setting a pipeline run of its own
+  (:mod:`pdiff.pipeline.paper_table3`), with the published figures.
 
 A family with a success metric also has each row's success rate (mean over
 seeds, in %) beside its return.
@@ -34,31 +38,27 @@ from absl import logging
 from pdiff import atomic, envs, stages
 from pdiff.evaluation import report as report_lib
 from pdiff.evaluation import statistics
-from pdiff.pipeline import prepare
+from pdiff.pipeline import paper_cells, paper_table3, prepare
+from pdiff.pipeline.paper_cells import BASELINE, paper_row
+from pdiff.pipeline.paper_cells import cell as _cell
+from pdiff.pipeline.paper_cells import common as _common
+from pdiff.pipeline.paper_cells import figures as _figures
+from pdiff.pipeline.paper_cells import table_rows as _rows
 from pdiff.pipeline.run import run as run_pipeline
 from pdiff.pipeline.validate import ConfigError, check_run_config
 
-EXPERIMENTS = ("table1", "ablation", "table2")
+EXPERIMENTS = ("table1", "ablation", "table2", "table3")
 PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
                          "published", "prompt_diffuser.json")
-BASELINE = statistics.BASELINE
 UPPER_BOUND = "upper_bound"
 ABLATION_REFERENCE = "prompt_diffuser[dm_only]"
 # Few-shot data qualities table2 may compare.
 QUALITIES = ("expert", "medium", "random")
-# The row standing for a paper's method where a method has several rows:
-# the paper's Prompt Diffuser projects conflicting gradients.
-PAPER_ROWS = {"prompt_diffuser": "prompt_diffuser[projection]"}
 # (higher, lower): the orderings of the paper's Table 1, in every environment.
 PAPER_ORDERINGS = (("prompt_diffuser", "prompt_tuning_dt"),
                    ("prompt_diffuser", "prompt_dt"),
                    ("prompt_tuning_dt", "prompt_dt"))
 _fmt = statistics.format_number
-
-
-def paper_row(method: str) -> str:
-  """The table row (label) that stands for the paper's ``method``."""
-  return PAPER_ROWS.get(method, method)
 
 
 def load_published(path: str = PUBLISHED) -> dict:
@@ -88,10 +88,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         or any(q not in QUALITIES for q in qualities)):
       raise ConfigError(f"config.qualities = {qualities!r}: expected distinct "
                         f"qualities among {QUALITIES}.")
-    if BASELINE not in config.methods:
-      raise ConfigError(f"config.methods = {tuple(config.methods)!r}: expected "
-                        f"{BASELINE!r} among them (the baseline of table2's "
-                        "differences).")
+  if config.experiment == "table3":
+    paper_table3.check_settings(config.get("settings", ()))
+  if (config.experiment in ("table2", "table3")
+      and BASELINE not in config.methods):
+    raise ConfigError(f"config.methods = {tuple(config.methods)!r}: expected "
+                      f"{BASELINE!r} among them (the baseline of "
+                      f"{config.experiment}'s differences).")
   if config.experiment == "ablation" and "prompt_diffuser" not in config.methods:
     raise ConfigError(f"config.methods = {tuple(config.methods)!r}: expected "
                       "'prompt_diffuser' among them for the ablation.")
@@ -144,13 +147,6 @@ def seed_difference(row: Mapping, reference: Mapping, *,
   return {k: v for k, v in d.items() if not k.startswith("per_task")}
 
 
-def _cell(d: Mapping, sign: bool = False) -> str:
-  """``mean [ci_low, ci_high]`` (``[n/a]`` without an interval)."""
-  interval = statistics.format_interval(d.get("ci_low"), d.get("ci_high"))
-  return (f"{_fmt(d['mean'], sign=sign)} "
-          + (interval if d.get("ci_low") is not None else "[n/a]"))
-
-
 def orderings(rows: Mapping[str, Mapping], *,
               confidence: float = 0.95) -> list[dict]:
   """Whether pdiff's means order each pair as the paper does.
@@ -199,30 +195,6 @@ def ordering_sentence(family: str, pairs: Sequence[Mapping]) -> str:
   return (f"On {family}, of the paper's orderings: " + "; ".join(parts) + ".")
 
 
-def _figures(row: Mapping, success: bool = False) -> dict:
-  """A row's return figures, and its success rate's with ``success``."""
-  out = {k: row.get(k) for k in ("mean", "std", "ci_low", "ci_high",
-                                 "per_seed")}
-  if success:
-    rate = row.get("success_rate")
-    out["success_rate"] = None if rate is None else {
-        k: rate.get(k) for k in ("mean", "std", "ci_low", "ci_high",
-                                 "per_seed")}
-  return out
-
-
-def _rows(results: Mapping) -> dict:
-  order = results.get("row_order") or list(results["methods"])
-  return {label: results["methods"][label] for label in order}
-
-
-def _common(results: Mapping) -> dict:
-  return {k: results.get(k) for k in ("family", "test_tasks", "seeds",
-                                       "num_shots", "few_shot_quality",
-                                       "fingerprint", "provenance",
-                                       "wall_seconds")}
-
-
 def table1_section(results: Mapping, random: float | None,
                    published: Mapping) -> dict:
   """Table 1's part of one family, from its results dict.
@@ -254,26 +226,21 @@ def table1_section(results: Mapping, random: float | None,
   columns += ["published"]
   out_rows = {}
   for label, row in rows.items():
-    paired = row.get("paired")
-    diff = ({k: v for k, v in paired.items() if not k.startswith("per_task")}
-            if paired else None)
+    diff = paper_cells.difference(row)
     score = normalized_score(row["mean"], random, upper) if scored else None
     pub = None
     if paper_row(row["method"]) == label:
       pub = published.get(row["method"], {}).get("returns", {}).get(family)
     cells = [label, _cell(row)]
     cells += [report_lib.success_cell(row)] if success else []
-    cells.append(_cell(diff, sign=True) if diff else
-                 ("baseline" if label == BASELINE else "n/a"))
+    cells.append(paper_cells.difference_cell(label, diff))
     if scored:
       cells.append(_fmt(score, 2))
-    cells.append(f"{pub['mean']:.1f} +- {pub['plus_minus']:.1f}" if pub
-                 else "-")
+    cells.append(paper_cells.published_cell(pub))
     out_rows[label] = dict(_figures(row, success), method=row["method"],
                            difference=diff, normalized_score=score,
                            published=pub, cells=cells)
-  sentence = ((results.get("statistics") or {}).get("sentence")
-              or statistics.significance_sentence(rows, BASELINE))
+  sentence = paper_cells.significance_sentence(results, rows)
   pairs = orderings(rows)
   return dict(_common(results), columns=columns, row_order=list(rows),
               rows=out_rows, random_return=random, upper_bound_return=upper,
@@ -333,17 +300,13 @@ def table2_section(by_quality: Mapping[str, Mapping]) -> dict:
     cells, per_quality = [label], {}
     for q in qualities:
       row = rows[q][label]
-      paired = row.get("paired")
-      diff = ({k: v for k, v in paired.items() if not k.startswith("per_task")}
-              if paired else None)
-      cells += [_cell(row), _cell(diff, sign=True) if diff else
-                ("baseline" if label == BASELINE else "n/a")]
+      diff = paper_cells.difference(row)
+      cells += [_cell(row), paper_cells.difference_cell(label, diff)]
       per_quality[q] = dict(_figures(row), difference=diff)
     out_rows[label] = dict(method=rows[qualities[0]][label]["method"],
                            qualities=per_quality, cells=cells)
-  sentences = [f"{q} data: " + ((by_quality[q].get("statistics") or {})
-                                .get("sentence") or statistics
-                                .significance_sentence(rows[q], BASELINE))
+  sentences = [f"{q} data: "
+               + paper_cells.significance_sentence(by_quality[q], rows[q])
                for q in qualities]
   return dict(_common(first), columns=columns, row_order=labels,
               rows=out_rows, qualities=qualities,
@@ -355,10 +318,12 @@ def table2_section(by_quality: Mapping[str, Mapping]) -> dict:
 
 
 def caption(experiment: str, source: str | None = None, *,
-            success: bool = False, quoted: Mapping | None = None) -> str:
+            success: bool = False, quoted: Mapping | None = None,
+            published: Mapping | None = None) -> str:
   """The paragraph under an experiment's tables (``success``: a table has a
   success-rate column; ``quoted``: table2's published summary per method,
-  the published JSON's ``table2.quoted``)."""
+  the published JSON's ``table2.quoted``; ``published``: the whole
+  published JSON, for table3)."""
   text = ("Mean over seeds of pdiff's task-averaged test return, with its "
           "Student-t interval over seeds; differences are paired by seed.")
   if success:
@@ -366,6 +331,8 @@ def caption(experiment: str, source: str | None = None, *,
   if experiment == "ablation":
     return text + (" The paper's Figure 3 gives no numbers, so there is no "
                    "published column.")
+  if experiment == "table3":
+    return text + paper_table3.caption_text(published or load_published())
   if experiment == "table2":
     return text + (
         " Each column pair uses few-shot trajectories (and so the initial "
@@ -394,12 +361,15 @@ def markdown(report: Mapping) -> str:
   """The markdown of an experiment's report (:func:`run_experiment`)."""
   title = {"table1": "Table 1: few-shot prompt tuning, every method",
            "ablation": "Ablation: Prompt Diffuser's gradient combinations",
-           "table2": "Table 2: quality of the few-shot data and prompts"}
+           "table2": "Table 2: quality of the few-shot data and prompts",
+           "table3": "Table 3: ant-dir out of distribution, few-shot and "
+                     "zero-shot"}
   lines = [f"## {title[report['experiment']]}", ""]
   for family in report["family_order"]:
     s = report["families"][family]
     n = len(s["seeds"])
     data = ("data of each quality" if "qualities" in s
+            else paper_table3.data_phrase(s) if "settings" in s
             else f"{s['few_shot_quality']} data")
     lines += [f"### {family} ({n} seed{'' if n == 1 else 's'}, "
               f"{s['num_shots']}-shot {data})", "",
@@ -414,6 +384,15 @@ def markdown(report: Mapping) -> str:
   return "\n".join(lines + [report["caption"], ""])
 
 
+def _groups(section: Mapping) -> tuple[str | None, list]:
+  """``(key, names)`` of a section's column groups: table2's qualities,
+  table3's settings, or ``(None, [])``."""
+  for key in ("qualities", "settings"):
+    if key in section:
+      return key, list(section[key])
+  return None, []
+
+
 def save_figure(path: str, report: Mapping) -> None:
   """One bar chart per family (mean return per row, interval bars)."""
   import matplotlib
@@ -423,7 +402,7 @@ def save_figure(path: str, report: Mapping) -> None:
 
   families = report["family_order"]
   width = max(len(report["families"][f]["row_order"])
-              * len(report["families"][f].get("qualities", [None]))
+              * len(_groups(report["families"][f])[1] or [None])
               for f in families)
   fig, axes = plt.subplots(1, len(families), squeeze=False,
                            figsize=(len(families) * (1.6 + 0.9 * width), 3.8))
@@ -431,11 +410,11 @@ def save_figure(path: str, report: Mapping) -> None:
     s = report["families"][family]
     labels = s["row_order"]
     rows = [s["rows"][label] for label in labels]
-    if "qualities" in s:  # table2: one bar per (row, quality)
-      labels = [f"{label} ({q})" for label in s["row_order"]
-                for q in s["qualities"]]
-      rows = [s["rows"][label]["qualities"][q] for label in s["row_order"]
-              for q in s["qualities"]]
+    key, groups = _groups(s)
+    if groups:  # table2, table3: one bar per (row, quality or setting)
+      labels = [f"{label} ({g})" for label in s["row_order"] for g in groups]
+      rows = [s["rows"][label][key][g] for label in s["row_order"]
+              for g in groups]
     means = [r["mean"] for r in rows]
     ax.bar(range(len(labels)), means, color=[f"C{i}" for i in range(len(rows))])
     bars = [i for i, r in enumerate(rows) if r["ci_low"] is not None]
@@ -467,14 +446,27 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
   configs = {f: family_config(config, f) for f in config.families}
   for c in configs.values():
     check_run_config(c)
-  published = load_published()["table1"]
-  table2 = load_published()["table2"]
-  source = (table2["source"] if config.experiment == "table2"
-            else published["source"])
+  settings = {}  # table3: {family: {setting: run config}}, checked in full
+  if config.experiment == "table3":
+    settings = {f: {s: paper_table3.setting_config(c, s)
+                    for s in config.settings} for f, c in configs.items()}
+    for by_setting in settings.values():
+      for c in by_setting.values():
+        check_run_config(c)
+  everything = load_published()
+  published = everything["table1"]
+  table2 = everything["table2"]
+  source = {"table2": table2["source"],
+            "table3": everything["table3"]["source"]}.get(
+                config.experiment, published["source"])
   sections = {}
   for family, c in configs.items():
     fdir = os.path.join(workdir, family)
     logging.info("=== %s: %s", config.experiment, family)
+    if config.experiment == "table3":
+      sections[family] = paper_table3.run_family(settings[family], fdir,
+                                                 everything["table3"])
+      continue
     if config.experiment == "table2":
       by_quality = {}
       for quality in config.qualities:
@@ -501,9 +493,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
   report = dict(experiment=config.experiment, preset=config.preset,
                 family_order=list(config.families), families=sections,
                 caption=caption(config.experiment, source, success=success,
-                                quoted=table2["quoted"]),
+                                quoted=table2["quoted"],
+                                published=everything),
                 config=config.to_dict())
-  if config.experiment in ("table1", "table2"):
+  if config.experiment in ("table1", "table2", "table3"):
     report["published_source"] = source
   base = os.path.join(workdir, "paper", config.experiment)
   stages.write_json_atomic(base + ".json", report)

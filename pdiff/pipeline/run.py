@@ -8,8 +8,10 @@ output:
 1. datasets of the family (collected with the shipped behaviour policies);
 2. the pre-trained Prompt-DT (``{workdir}/pretrain``; trained, or copied from
    the package's shipped checkpoint when ``config.pretrained`` names one);
-3. per seed: few-shot trajectories of every test task, and each method's
-   one-off work (``prepare``, e.g. Prompt Diffuser's stage-1 model);
+3. per seed: few-shot trajectories of every test task (drawn from its own
+   dataset, or from the training tasks' with ``few_shot_source =
+   "training_tasks"``, the zero-shot setting), and each method's one-off
+   work (``prepare``, e.g. Prompt Diffuser's stage-1 model);
 4. per registered method (``pdiff.tuning.registry``) and seed: the tuned
    policy of every test task, then rollouts;
 5. ``results/results.{json,md}`` and ``results/returns.png``: statistics over
@@ -98,8 +100,17 @@ def setup(config, family, workdir: str, timer=None) -> Setup:
                tuning_runs.make_context(plm, family, train))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(config: ml_collections.ConfigDict, workdir: str, *,
+        results_dir: str | None = None) -> dict:
   """Runs (or resumes) the whole pipeline; returns the results dict.
+
+  Args:
+    config: ``experiments/configs/run.py``'s config.
+    workdir: the work directory (datasets, PLM, preparations).
+    results_dir: where ``results/`` (the method x seed runs and the table)
+      goes; default ``workdir``. Experiments that compare settings of one
+      family (e.g. few-shot and zero-shot) give each its own, sharing the
+      family's datasets, PLM and preparations.
 
   Raises:
     ConfigError: a bad config value (before anything is written).
@@ -116,8 +127,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_quality = config.pretrain.quality
   prepare_inputs = {"plm": plm_fp,
                     f"datasets/{train_quality}": digests[train_quality]}
-  run_inputs = {"plm": plm_fp, f"datasets/{config.few_shot_quality}":
-                digests[config.few_shot_quality]}
+  root = os.path.join(workdir, "datasets")
+  run_inputs = tuning_runs.run_inputs(config, family, root, plm_fp, digests)
+  pools = tuning_runs.few_shot_pools(config, family, root, test_trajs)
+  results_dir = workdir if results_dir is None else results_dir
   prepared: dict[str, tuple] = {}  # prepare fingerprint -> (value, fp)
   prepare_fns: dict[str, object] = {}
   runs: dict[str, dict[int, dict]] = {label: {} for label, _, _ in rows}
@@ -141,7 +154,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       record = tuning_runs.run_record(config, label, method, mconf, seed,
                                       inputs,
                                       success=has_success_metric(family))
-      path = tuning_runs.run_path(workdir, label, seed, record["fingerprint"])
+      path = tuning_runs.run_path(results_dir, label, seed,
+                                  record["fingerprint"])
       done = stages.read_record(path)
       if stages.is_complete(done, record["fingerprint"]):
         runs[label][seed] = done
@@ -149,7 +163,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if tune is None:
         tune = method.make_tune(context, mconf)
       few_shot = tuning_runs.draw_few_shot(
-          test_trajs, config.num_shots, tuning_runs.seed_key(config, seed))
+          pools, config.num_shots, tuning_runs.seed_key(config, seed))
       data = tuning_runs.stacked(few_shot if method.data == "few_shot"
                                  else test_trajs)
       runs[label][seed] = timer(
@@ -164,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   plm_size = int(sum(np.size(x) for x in jax.tree.leaves(plm.params)))
   for row in info.values():
     row["parameter_share"] = row["trainable_parameters"] / plm_size
-  return write_results(config, family, workdir, runs, info, plm_size,
+  return write_results(config, family, results_dir, runs, info, plm_size,
                        timer.seconds, time.time() - start,
                        dict(plm=plm_fp, datasets=digests))
 
@@ -197,6 +211,7 @@ def write_results(config, family, workdir: str, runs, info: dict,
       family=family.name, backend=family.backend,
       test_tasks=list(family.test_tasks), num_shots=config.num_shots,
       few_shot_quality=config.few_shot_quality,
+      few_shot_source=tuning_runs.few_shot_source(config),
       eval_episodes=config.eval_episodes, seeds=seeds,
       plm_parameters=plm_parameters,
       methods=summary["methods"], statistics=summary["statistics"],
@@ -218,7 +233,8 @@ def write_results(config, family, workdir: str, runs, info: dict,
     f.write(md)
   os.replace(tmp, os.path.join(out, "results.md"))
   title = (f"{family.name}: test-task return, {config.num_shots}-shot "
-           f"{config.few_shot_quality} data, {len(seeds)} seeds")
+           f"{config.few_shot_quality} data{report.source_phrase(results)}, "
+           f"{len(seeds)} seeds")
   report.save_bar_chart(os.path.join(out, "returns.png"), summary["methods"],
                         title=title)
   logging.info("\n%s", md)

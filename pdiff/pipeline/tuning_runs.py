@@ -2,9 +2,11 @@
 and each method x seed run (tuning + evaluation).
 
 Each seed draws its own few-shot trajectories of every test task (the same
-for every method of that seed), and a method's one-off work of the seed
-(``prepare``, e.g. Prompt Diffuser's stage-1 model) starts from the seed's
-key. Outputs live at paths keyed by their fingerprint
+for every method of that seed): from the test task's dataset, or, with
+``few_shot_source="training_tasks"`` (the zero-shot setting), from the
+pooled training tasks' datasets (:func:`few_shot_pools`). A method's one-off
+work of the seed (``prepare``, e.g. Prompt Diffuser's stage-1 model) starts
+from the seed's key. Outputs live at paths keyed by their fingerprint
 (``tuning/{method}/prepare-{fp}/``, ``results/runs/{label}/seed{s}-{fp}.json``),
 so a changed config computes new outputs beside the old ones and a config
 changed back finds its old outputs again.
@@ -21,9 +23,10 @@ import numpy as np
 from absl import logging
 
 from pdiff import serialization, stages
-from pdiff.data import loading, samplers
+from pdiff.data import loading, samplers, storage
 from pdiff.evaluation.rollout import evaluate_tuned
 from pdiff.models.policy import TunedPolicy
+from pdiff.pipeline.validate import FEW_SHOT_SOURCES
 from pdiff.tuning import registry
 from pdiff.types import Trajectories
 
@@ -55,7 +58,8 @@ def draw_few_shot(test_trajs: list[Trajectories], num_shots: int,
   """``num_shots`` distinct trajectories of each test task, drawn at random
   (task ``i`` with ``fold_in(key, i)``), in the random order of the draw
   (so that a method holding out the last few sees a random subset); every
-  method of a seed gets these."""
+  method of a seed gets these. ``test_trajs[i]`` is what task ``i`` draws
+  from (:func:`few_shot_pools`)."""
   out = []
   for i, trajs in enumerate(test_trajs):
     n = trajs.lengths.shape[0]
@@ -71,6 +75,48 @@ def draw_few_shot(test_trajs: list[Trajectories], num_shots: int,
 def load_split(family, root: str, quality: str, tasks) -> list[Trajectories]:
   by_task = loading.load_task_trajectories(family, root, quality, tasks)
   return [by_task[i] for i in tasks]
+
+
+def few_shot_source(config) -> str:
+  """``config.few_shot_source`` (the default, ``"test_task"``, when the
+  config has no such field)."""
+  return config.get("few_shot_source", FEW_SHOT_SOURCES[0])
+
+
+def training_pool(family, root: str, quality: str) -> Trajectories:
+  """Every trajectory of the training tasks' ``quality`` datasets, pooled
+  ``[N, T, ...]`` (without the padding trajectories of pooling)."""
+  pooled = loading.pooled(load_split(family, root, quality,
+                                     list(family.train_tasks)))
+  real = np.asarray(pooled.lengths) > 0
+  return jax.tree.map(lambda x: np.asarray(x)[real], pooled)
+
+
+def few_shot_pools(config, family, root: str,
+                   test_trajs: list[Trajectories]) -> list[Trajectories]:
+  """Per test task, the trajectories its few-shot draw comes from: its own
+  (``test_trajs``), or with ``few_shot_source="training_tasks"`` the pooled
+  training tasks' datasets of ``config.few_shot_quality`` (the same pool for
+  every test task; :func:`draw_few_shot` still draws each task's shots with
+  its own key)."""
+  if few_shot_source(config) == FEW_SHOT_SOURCES[0]:
+    return test_trajs
+  pool = training_pool(family, root, config.few_shot_quality)
+  return [pool] * len(test_trajs)
+
+
+def run_inputs(config, family, root: str, plm_fp: str,
+               digests: dict[str, str]) -> dict[str, str]:
+  """The inputs of every method x seed run: the PLM and the few-shot
+  quality's datasets; with ``few_shot_source="training_tasks"`` also the
+  digest of the training tasks' files the shots are drawn from."""
+  quality = config.few_shot_quality
+  inputs = {"plm": plm_fp, f"datasets/{quality}": digests[quality]}
+  if few_shot_source(config) != FEW_SHOT_SOURCES[0]:
+    inputs[f"training_tasks/datasets/{quality}"] = stages.file_digest(
+        [str(storage.dataset_path(root, family.name, quality, i))
+         for i in family.train_tasks])
+  return inputs
 
 
 def make_context(plm, family, train_trajs) -> registry.TuningContext:
@@ -129,12 +175,16 @@ def run_record(config, label: str, method: registry.Method, mconf,
   ``success``: the family has a success metric, so the run records success
   rates. It is part of the fingerprint of such a family's runs only (a run
   of it without success rates is not reused); other families' fingerprints
-  do not depend on it.
+  do not depend on it. Likewise ``few_shot_source`` enters the subtree only
+  when it is not the default ``"test_task"``, so that the runs computed
+  before the field existed keep their fingerprints.
   """
   subtree = dict(label=label, method=method.name, config=mconf.to_dict(),
                  seed=seed, root_seed=config.seed, num_shots=config.num_shots,
                  few_shot_quality=config.few_shot_quality,
                  eval_episodes=config.eval_episodes)
+  if few_shot_source(config) != FEW_SHOT_SOURCES[0]:
+    subtree["few_shot_source"] = few_shot_source(config)
   if success:
     subtree["success_rates"] = True
   return stages.make_record("run", RUN_VERSION, subtree, inputs)

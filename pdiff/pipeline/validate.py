@@ -20,12 +20,17 @@ from pdiff.tuning import registry
 PRETRAINED_ASSETS = os.path.join(
     os.path.dirname(os.path.dirname(__file__)), "assets", "pretrained")
 QUALITIES = tuple(DATA_QUALITIES)
+# Where each test task's few-shot trajectories are drawn from
+# (config.few_shot_source): its own dataset (the default, the few-shot
+# setting), or the pooled datasets of the training tasks (the zero-shot
+# setting: no data of the test task).
+FEW_SHOT_SOURCES = ("test_task", "training_tasks")
 
 # Top-level fields of experiments/configs/run.py's config.
 RUN_FIELDS = frozenset({
     "family", "backend", "seed", "seeds", "methods", "num_shots",
-    "few_shot_quality", "eval_episodes", "pretrained", "collect", "pretrain",
-    "tuning"})
+    "few_shot_quality", "few_shot_source", "eval_episodes", "pretrained",
+    "collect", "pretrain", "tuning"})
 COLLECT_FIELDS = frozenset({
     "family", "backend", "qualities", "num_trajectories", "expert_noise",
     "medium_noise", "seed", "tasks_per_chunk", "policy_dir"})
@@ -208,6 +213,36 @@ def check_methods(config) -> None:
       raise ConfigError(f"config.tuning.{name}: {e}") from e
 
 
+def check_few_shot_source(config, family) -> None:
+  """``config.few_shot_source`` is known and, for ``"training_tasks"``, every
+  method keeps to the few-shot trajectories it is given: a method reading a
+  test task's full dataset or playing online episodes on it would see the
+  data the zero-shot setting withholds."""
+  _choice(config, "few_shot_source", "few_shot_source", FEW_SHOT_SOURCES)
+  source = config.few_shot_source
+  if source == FEW_SHOT_SOURCES[0]:
+    return
+  shared = sorted(set(family.train_tasks) & set(family.test_tasks))
+  if shared:
+    _fail("few_shot_source", source,
+          f"{FEW_SHOT_SOURCES[0]!r} for {family.name}, whose training tasks "
+          f"include its test tasks {shared}")
+  for name in config.methods:
+    method = registry.get(name)
+    episodes = int(method.online_episodes(config.tuning[name]))
+    if method.data != "few_shot":
+      uses = "reads each test task's full dataset"
+    elif episodes:
+      uses = f"plays {episodes} online episodes per test task"
+    else:
+      continue
+    raise ConfigError(
+        f"config.methods: {name!r} {uses}, which config.few_shot_source = "
+        f"{source!r} does not allow (no data of the test tasks: every "
+        "method gets the same few-shot trajectories of the training "
+        f"tasks); leave {name!r} out or use {FEW_SHOT_SOURCES[0]!r}.")
+
+
 def check_run_config(config) -> None:
   """Checks the whole-pipeline config (``experiments/configs/run.py``).
 
@@ -224,6 +259,7 @@ def check_run_config(config) -> None:
     _fail("seeds", seeds, "a non-empty tuple of distinct integers >= 0")
   check_methods(config)
   _choice(config, "few_shot_quality", "few_shot_quality", QUALITIES)
+  check_few_shot_source(config, family)
   _int(config, "num_shots", "num_shots", low=1)
   _int(config, "eval_episodes", "eval_episodes", low=1)
   check_collect_config(config.collect, family.name)

@@ -173,6 +173,29 @@ def test_policy_backend_must_match_the_family(tmp_path):
         policy_dir=str(policy_dir), task_indices=[0])
 
 
+def test_resplit_family_collects_with_its_behavior_familys_policies(
+    tmp_path, monkeypatch):
+  """ant_dir_10 re-splits ant_dir's goals: its data come from ant_dir's
+  shipped policies (the load is stopped before anything is collected)."""
+  loaded = []
+
+  class Loaded(Exception):
+    pass
+
+  def load_policy(directory, **kwargs):
+    loaded.append(directory)
+    raise Loaded
+
+  monkeypatch.setattr(behavior, "load_policy", load_policy)
+  family = envs.make("ant_dir_10")
+  with pytest.raises(Loaded):
+    collect.collect_family_datasets(family, "medium", str(tmp_path),
+                                    num_trajectories=1, seed=0,
+                                    task_indices=[1])
+  assert loaded == [behavior.shipped_policy_dir("ant_dir", "medium")]
+  assert os.path.isfile(os.path.join(loaded[0], "params.msgpack"))
+
+
 def test_shipped_expert_beats_random(tmp_path):
   tasks = [2, 7, 12]
   paths = collect.collect_family_datasets(

@@ -47,12 +47,19 @@ def test_missing_training_task_is_named():
     conditioning.return_conditioning({0: 1.0}, (0, 3))
 
 
+def shipped_expert_returns(family):
+  """The expert dataset returns shipped beside the behaviour policies that
+  collect ``family``'s data."""
+  path = os.path.join(ASSETS, family.behavior_family, "dataset_returns.json")
+  with open(path) as f:
+    return json.load(f)["expert"]
+
+
 @pytest.mark.parametrize("name", ["cheetah_vel", "cheetah_dir", "ant_dir",
-                                  "metaworld_reach"])
+                                  "ant_dir_10", "metaworld_reach"])
 def test_family_constants_follow_the_rule_on_shipped_data(name):
   family = envs.make(name)
-  with open(os.path.join(ASSETS, name, "dataset_returns.json")) as f:
-    expert = json.load(f)["expert"]
+  expert = shipped_expert_returns(family)
   target, scale = conditioning.return_conditioning(
       expert, family.train_tasks, return_supremum=family.return_supremum)
   assert (family.return_target, family.return_scale) == (target, scale), (
@@ -60,6 +67,18 @@ def test_family_constants_follow_the_rule_on_shipped_data(name):
       f"({family.return_target}, {family.return_scale}) are not the rule's "
       f"({target}, {scale}) on its shipped expert data; update "
       f"pdiff/envs to the rule's values")
+
+
+def test_ant_dir_10_conditions_on_its_own_training_tasks():
+  """ant_dir_10 reads ant_dir's shipped returns, but only those of its 8
+  training tasks: a test task's return never enters its target."""
+  ood = envs.make("ant_dir_10")
+  assert ood.behavior_family == "ant_dir"
+  assert envs.make("ant_dir").behavior_family == "ant_dir"
+  expert = dict(shipped_expert_returns(ood))
+  expert[str(ood.test_tasks[0])] = 5000.0
+  assert conditioning.return_conditioning(expert, ood.train_tasks) == (
+      ood.return_target, ood.return_scale) == (1070.0, 1000.0)
 
 
 def test_docstring_examples():

@@ -1,6 +1,8 @@
 """make(), family attributes, task lookup and input checks (no Brax compile)."""
 
 import dataclasses
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +16,10 @@ from pdiff.envs.locomotion import load_task_table
 # Brax families' targets and scales follow pdiff.data.conditioning's rule on
 # their shipped expert data (tests/data/test_conditioning.py).
 EXPECTED = (
-    ("cheetah_vel", 40, 200, 0.0, 500.0, 1),
+    ("cheetah_vel", 40, 200, 0.0, 200.0, 1),
     ("cheetah_dir", 2, 200, 470.0, 500.0, 1),
     ("ant_dir", 50, 200, 1100.0, 1000.0, 1),
+    ("ant_dir_10", 50, 200, 1070.0, 1000.0, 1),
     ("point_robot", 25, 20, -3.0, 10.0, 2),
 )
 
@@ -42,7 +45,7 @@ def test_family_attributes(name, num_tasks, episode_length, target, scale,
 
 def test_families_and_default_backend():
   assert envs.FAMILIES == ("cheetah_vel", "cheetah_dir", "ant_dir",
-                           "point_robot", "metaworld_reach")
+                           "ant_dir_10", "point_robot", "metaworld_reach")
   assert envs.DEFAULT_BACKEND in envs.BRAX_BACKENDS
   for name in envs.BRAX_FAMILIES:
     assert envs.make(name).backend == envs.DEFAULT_BACKEND
@@ -86,6 +89,29 @@ def test_prompt_dt_task_values():
   goals = np.asarray(envs.make("ant_dir").task_params)[:, 0]
   assert np.all((goals >= 0) & (goals < 2 * np.pi))
   assert len(np.unique(goals)) == 50
+
+
+def test_ant_dir_10_is_prompt_dts_ood_split_of_ant_dirs_goals():
+  ood, ant = envs.make("ant_dir_10"), envs.make("ant_dir")
+  assert ood.task_values == ant.task_values
+  np.testing.assert_array_equal(ood.task_params, ant.task_params)
+  assert ood.train_tasks == (8, 13, 16, 20, 22, 26, 32, 37)
+  assert ood.test_tasks == (1, 4, 41)
+  assert set(ood.train_tasks).isdisjoint(ood.test_tasks)
+  assert (ood.observation_size, ood.action_size) == (ant.observation_size,
+                                                     ant.action_size)
+  assert ood.backend == ant.backend
+  assert envs.FAMILY_BACKENDS["ant_dir_10"] == envs.FAMILY_BACKENDS["ant_dir"]
+  assert envs.make("ant-dir-10").name == "ant_dir_10"
+  with open(os.path.join(os.path.dirname(envs.__file__), "tasks.json")) as f:
+    note = json.load(f)["ant_dir_10"]["note"]
+  assert "config/ant_dir/ant_dir_10.json" in note
+
+
+def test_behavior_family_is_the_familys_own_unless_it_resplits_another():
+  assert envs.make("ant_dir_10").behavior_family == "ant_dir"
+  for name in ("cheetah_vel", "cheetah_dir", "ant_dir", "point_robot"):
+    assert envs.make(name).behavior_family == name
 
 
 @pytest.mark.parametrize("name,num_test", [("cheetah_vel", 5),

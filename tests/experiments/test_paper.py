@@ -1,6 +1,7 @@
 """The paper's experiments (``pdiff.pipeline.paper``) with the ``tiny``
-preset on point_robot: Table 1, the ablation, resumption; and the table's
-normalised score and ordering sentence on a hand-made results dict."""
+preset on point_robot: Tables 1 to 3, the ablation, resumption; and the
+table's normalised score and ordering sentence on a hand-made results
+dict."""
 
 import json
 import math
@@ -194,6 +195,96 @@ def test_table2_config_errors_are_named(tmp_path):
     paper.run_experiment(config, str(tmp_path))
   assert not os.listdir(tmp_path)
   assert paper_configs.get_config("table2").families == ("cheetah_vel",)
+
+
+def run_files(directory, label):
+  """The names of a results directory's run records of ``label``."""
+  return sorted(os.listdir(os.path.join(directory, "results", "runs", label)))
+
+
+def test_table3_runs_few_shot_and_zero_shot_each_in_its_own_directory(
+    workdir, table1, monkeypatch):
+  del table1  # shares the family's datasets, PLM and stage-1 models
+  report_ = paper.run_experiment(paper_configs.get_config("table3,tiny"),
+                                 workdir)
+  saved, md = outputs(workdir, "table3")
+  assert saved == json.loads(json.dumps(report_))
+  s = saved["families"]["point_robot"]
+  assert s["settings"] == ["few_shot", "zero_shot"]
+  assert s["few_shot_sources"] == {"few_shot": "test_task",
+                                   "zero_shot": "training_tasks"}
+  labels = ["prompt_dt", "prompt_tuning_dt", "prompt_diffuser[projection]"]
+  assert s["row_order"] == labels
+  assert len(s["columns"]) == 1 + 3 * 2
+  assert "| " + " | ".join(s["columns"]) + " |" in md
+  base = s["rows"]["prompt_dt"]
+  assert base["cells"][2] == base["cells"][5] == "baseline"
+  for label, row in s["rows"].items():
+    assert "| " + " | ".join(row["cells"]) + " |" in md
+    for setting in s["settings"]:
+      figures = row["settings"][setting]
+      assert math.isfinite(figures["mean"])
+      if label != "prompt_dt":
+        assert figures["difference"]["mean"] == pytest.approx(
+            figures["mean"] - base["settings"][setting]["mean"])
+  # The published figures, from the published JSON, beside pdiff's.
+  published = paper.load_published()["table3"]
+  pd_row = s["rows"]["prompt_diffuser[projection]"]
+  assert pd_row["settings"]["zero_shot"]["published"] == published[
+      "settings"]["zero_shot"]["methods"]["prompt_diffuser"]
+  assert (pd_row["cells"][3], pd_row["cells"][6]) == ("546.8",
+                                                      "329.2 +- 21.8")
+  ptdt = s["rows"]["prompt_tuning_dt"]["cells"]
+  assert (ptdt[3], ptdt[6]) == ("540.8", "52.7 (baselines)")
+  assert base["cells"][3] == "-"
+  for figure in ("546.8", "540.8", "329.2 +- 21.8", "52.7"):
+    assert figure in saved["caption"]
+  assert "Table 3" in saved["caption"] and "Zero-shot:" in saved["caption"]
+  assert saved["published_source"] == published["source"]
+  assert s["significance_sentence"].startswith("Few-shot: ")
+  assert " Zero-shot: " in s["significance_sentence"]
+  # Each setting is a pipeline run in its own directory; the few-shot runs
+  # are Table 1's (same fingerprints), the zero-shot ones are new.
+  fdir = os.path.join(workdir, "point_robot")
+  for setting in s["settings"]:
+    results = strict_json(os.path.join(fdir, "table3", setting, "results",
+                                       "results.json"))
+    assert results["fingerprint"] == s["fingerprints"][setting]
+    assert results["few_shot_source"] == s["few_shot_sources"][setting]
+  assert s["fingerprints"]["few_shot"] != s["fingerprints"]["zero_shot"]
+  for label in ("prompt_dt", "prompt_diffuser[projection]"):
+    few = run_files(os.path.join(fdir, "table3", "few_shot"), label)
+    assert set(few) <= set(run_files(fdir, label))
+    zero = run_files(os.path.join(fdir, "table3", "zero_shot"), label)
+    assert not set(zero) & set(run_files(fdir, label))
+  zero_dir = os.path.join(fdir, "table3", "zero_shot")
+  run = strict_json(os.path.join(zero_dir, "results", "runs", "prompt_dt",
+                                 run_files(zero_dir, "prompt_dt")[0]))
+  assert run["config"]["few_shot_source"] == "training_tasks"
+  assert "training_tasks/datasets/expert" in run["inputs"]
+  # Resumed: nothing is computed again.
+  forbid_computing(monkeypatch)
+  again = paper.run_experiment(paper_configs.get_config("table3,tiny"),
+                               workdir)
+  assert again["families"]["point_robot"]["fingerprints"] == s["fingerprints"]
+
+
+def test_table3_config_errors_are_named(tmp_path):
+  config = paper_configs.get_config("table3,tiny")
+  config.settings = ("few_shot", "few_shot")
+  with pytest.raises(ValueError, match=r"config\.settings"):
+    paper.run_experiment(config, str(tmp_path))
+  config = paper_configs.get_config("table3,tiny")
+  config.methods = ("prompt_dt", "upper_bound")
+  with pytest.raises(ValueError, match="'upper_bound' reads each test task's "
+                     "full dataset, which config.few_shot_source = "
+                     "'training_tasks' does not allow"):
+    paper.run_experiment(config, str(tmp_path))
+  assert not os.listdir(tmp_path)
+  config = paper_configs.get_config("table3")
+  assert config.families == ("ant_dir_10",)
+  assert config.methods == ("prompt_dt", "prompt_tuning_dt", "prompt_diffuser")
+  assert config.modes == ("projection",) and len(config.seeds) == 5
 
 
 def test_unknown_experiment_is_named(tmp_path):

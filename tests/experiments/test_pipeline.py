@@ -5,6 +5,7 @@ One run is shared by the module; the other tests resume it, change its
 config, interrupt it, or call single stages on its outputs.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -12,13 +13,14 @@ import types
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from experiments.configs import run as run_configs
 from pdiff import envs, pipeline, serialization, stages
-from pdiff.data import collect, loading
+from pdiff.data import collect, loading, storage
 from pdiff.evaluation.rollout import RolloutResult
 from pdiff.pipeline import prepare, tuning_runs
 from pdiff.training import loop
@@ -161,6 +163,115 @@ def test_seeds_draw_their_own_few_shot_data(first_run):
   assert any(not np.array_equal(x.observations, y.observations)
              for x, y in zip(a, b, strict=True))
   assert a[0].lengths.shape == (config.num_shots,)
+
+
+def matching_rows(trajs, pool):
+  """Per trajectory of ``trajs``, the indices of ``pool``'s trajectories
+  equal to it (observations, actions, rewards and length)."""
+  out = []
+  for n in range(trajs.lengths.shape[0]):
+    same = np.ones(pool.lengths.shape[0], bool)
+    for field in ("observations", "actions", "rewards", "lengths"):
+      a = np.asarray(getattr(trajs, field))[n]
+      b = np.asarray(getattr(pool, field))
+      same &= np.all((b == a).reshape(b.shape[0], -1), axis=1)
+    out.append(np.flatnonzero(same))
+  return out
+
+
+def test_zero_shot_draws_only_training_task_trajectories(first_run):
+  workdir, *_ = first_run
+  config = tiny_config()
+  config.few_shot_source = "training_tasks"
+  family = envs.make("point_robot")
+  root = os.path.join(workdir, "datasets")
+  tests = tuning_runs.load_split(family, root, "expert",
+                                 list(family.test_tasks))
+  train = tuning_runs.load_split(family, root, "expert",
+                                 list(family.train_tasks))
+  pools = tuning_runs.few_shot_pools(config, family, root, tests)
+  assert len(pools) == len(tests)
+  assert pools[0].lengths.shape[0] == sum(t.lengths.shape[0] for t in train)
+  drawn = tuning_runs.draw_few_shot(pools, config.num_shots,
+                                    tuning_runs.seed_key(config, 0))
+  all_test = loading.pooled(tests)
+  for shots in drawn:
+    assert shots.lengths.shape == (config.num_shots,)
+    for n, (in_train, in_test) in enumerate(zip(
+        matching_rows(shots, loading.pooled(train)),
+        matching_rows(shots, all_test), strict=True)):
+      assert in_train.size > 0, f"shot {n} is no training-task trajectory"
+      assert in_test.size == 0, f"shot {n} is a test-task trajectory"
+  # Each test task draws with its own key; the default draws test data.
+  assert any(not np.array_equal(a.observations, b.observations)
+             for a, b in zip(drawn, drawn[1:], strict=False))
+  config.few_shot_source = "test_task"
+  assert tuning_runs.few_shot_pools(config, family, root, tests) is tests
+
+
+def test_zero_shot_runs_fingerprint_their_source_and_training_data(first_run):
+  workdir, *_ = first_run
+  config = tiny_config()
+  family = envs.make("point_robot")
+  root = os.path.join(workdir, "datasets")
+  digests = {"expert": "d" * 64}
+  method = registry.get("prompt_dt")
+  default = tuning_runs.run_inputs(config, family, root, "plm", digests)
+  assert default == {"plm": "plm", "datasets/expert": "d" * 64}
+  plain = tuning_runs.run_record(config, "prompt_dt", method,
+                                 config.tuning.prompt_dt, 0, default)
+  assert "few_shot_source" not in plain["config"]
+  config.few_shot_source = "training_tasks"
+  inputs = tuning_runs.run_inputs(config, family, root, "plm", digests)
+  train_files = [str(storage.dataset_path(root, "point_robot", "expert", i))
+                 for i in family.train_tasks]
+  assert inputs == dict(default, **{
+      "training_tasks/datasets/expert": stages.file_digest(train_files)})
+  zero = tuning_runs.run_record(config, "prompt_dt", method,
+                                config.tuning.prompt_dt, 0, inputs)
+  assert zero["config"]["few_shot_source"] == "training_tasks"
+  assert zero["fingerprint"] != tuning_runs.run_record(
+      config, "prompt_dt", method, config.tuning.prompt_dt, 0,
+      default)["fingerprint"] != plain["fingerprint"]
+
+
+@pytest.mark.parametrize("name", sorted(
+    os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(
+        os.path.dirname(__file__), "..", "..", "results", "*",
+        "results.json"))))
+def test_committed_runs_keep_their_fingerprints(name):
+  """The committed results' runs are found again: a default config (with or
+  without ``few_shot_source``) gives their recorded fingerprints."""
+  root = os.path.join(os.path.dirname(__file__), "..", "..", "results")
+  results = strict_json(os.path.join(root, name, "results.json"))
+  saved = results["config"]
+  config = ml_collections.ConfigDict(saved)
+  quality = config.few_shot_quality
+  inputs = {"plm": results["inputs"]["plm"],
+            f"datasets/{quality}": results["inputs"]["datasets"][quality]}
+  method = registry.get("prompt_dt")
+  row = results["methods"]["prompt_dt"]
+  success = row.get("success_rate") is not None  # a family with a metric
+  for source in ("absent", "test_task"):
+    if source != "absent":
+      with config.unlocked():
+        config.few_shot_source = source
+    fps = [tuning_runs.run_record(config, "prompt_dt", method,
+                                  config.tuning.prompt_dt, s, inputs,
+                                  success=success)["fingerprint"]
+           for s in results["seeds"]]
+    assert fps == row["run_fingerprints"], source
+
+
+def test_resplit_family_datasets_name_their_behavior_policies():
+  """ant_dir_10's datasets record ant_dir's shipped behaviour policies."""
+  ood = prepare.dataset_record(run_configs.get_config("ant_dir_10,tiny"),
+                               envs.make("ant_dir_10"), "expert")
+  ant = prepare.dataset_record(run_configs.get_config("ant_dir,tiny"),
+                               envs.make("ant_dir"), "expert")
+  assert ood["config"]["family"] == "ant_dir_10"
+  assert ood["inputs"] == ant["inputs"]
+  assert ood["fingerprint"] != ant["fingerprint"]
 
 
 def test_resume_does_not_redo_any_stage(first_run, monkeypatch):

@@ -42,6 +42,7 @@ BAD = [
     ("num_shots", 4, "collect.num_trajectories"),
     ("few_shot_quality", "great", "config.few_shot_quality = 'great'"),
     ("few_shot_quality", "medium", "collect.qualities"),
+    ("few_shot_source", "test_tasks", "config.few_shot_source = 'test_tasks'"),
     ("eval_episodes", 0, "config.eval_episodes = 0"),
     ("pretrained", "no_such_plm", "no_such_plm"),
     ("collect.num_trajectories", 0, "collect.num_trajectories = 0"),
@@ -114,9 +115,56 @@ def test_unknown_fields_are_refused():
 
 
 def test_default_configs_pass():
-  for family in ("cheetah_vel", "point_robot"):
+  for family in ("cheetah_vel", "point_robot", "ant_dir_10"):
     validate.check_run_config(run_configs.get_config(family))
   validate.check_run_config(tiny())
+
+
+def test_ant_dir_10_pretrains_its_plm_without_a_shipped_one():
+  config = run_configs.get_config("ant_dir_10,cpu")
+  shipped = os.path.isdir(os.path.join(validate.PRETRAINED_ASSETS,
+                                       "ant_dir_10_cpu"))
+  assert config.pretrained == ("ant_dir_10_cpu" if shipped else "")
+  config.pretrained = ""
+  validate.check_run_config(config)
+  assert config.pretrain.family == config.collect.family == "ant_dir_10"
+
+
+ZERO_SHOT_REFUSALS = [
+    ("upper_bound", "reads each test task's full dataset"),
+    ("oracle_prompt", "reads each test task's full dataset"),
+    ("prompt_bandit", "plays 4 online episodes per test task"),
+]
+
+
+@pytest.mark.parametrize("method,fragment", ZERO_SHOT_REFUSALS)
+def test_zero_shot_refuses_methods_that_see_test_task_data(tmp_path, method,
+                                                          fragment):
+  config = tiny()
+  config.few_shot_source = "training_tasks"
+  config.methods = ("prompt_dt", method)
+  workdir = tmp_path / "run"
+  with pytest.raises(validate.ConfigError) as e:
+    pipeline.run(config, str(workdir))
+  assert f"{method!r} {fragment}" in str(e.value)
+  assert "few_shot_source = 'training_tasks'" in str(e.value)
+  assert not workdir.exists()
+
+
+def test_zero_shot_allows_the_offline_few_shot_methods():
+  config = tiny()
+  config.few_shot_source = "training_tasks"
+  config.methods = ("prompt_dt", "prompt_dt_ft", "soft_prompt", "adaptor",
+                    "prompt_tuning_dt", "prompt_diffuser")
+  validate.check_run_config(config)
+
+
+def test_zero_shot_needs_test_tasks_outside_the_training_tasks():
+  config = run_configs.get_config("cheetah_dir,tiny")
+  config.few_shot_source = "training_tasks"
+  with pytest.raises(validate.ConfigError,
+                     match=r"few_shot_source.*test tasks \[0, 1\]"):
+    validate.check_run_config(config)
 
 
 def test_unknown_override_names_the_field_and_its_siblings():

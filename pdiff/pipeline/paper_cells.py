@@ -1,0 +1,90 @@
+"""Cells and row figures shared by the paper's tables
+(:mod:`pdiff.pipeline.paper`, :mod:`pdiff.pipeline.paper_table3`).
+
+A table's row is one label of a pipeline run's results
+(:func:`pdiff.pipeline.run`'s dict); its cells are formatted here the same
+way in every table: a mean with its interval over seeds, a paired
+difference, a published figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pdiff.evaluation import statistics
+
+BASELINE = statistics.BASELINE
+# The row standing for a paper's method where a method has several rows:
+# the paper's Prompt Diffuser projects conflicting gradients.
+PAPER_ROWS = {"prompt_diffuser": "prompt_diffuser[projection]"}
+_fmt = statistics.format_number
+
+
+def paper_row(method: str) -> str:
+  """The table row (label) that stands for the paper's ``method``."""
+  return PAPER_ROWS.get(method, method)
+
+
+def cell(d: Mapping, sign: bool = False) -> str:
+  """``mean [ci_low, ci_high]`` (``[n/a]`` without an interval)."""
+  interval = statistics.format_interval(d.get("ci_low"), d.get("ci_high"))
+  return (f"{_fmt(d['mean'], sign=sign)} "
+          + (interval if d.get("ci_low") is not None else "[n/a]"))
+
+
+def difference(row: Mapping) -> dict | None:
+  """A row's paired difference to the baseline without its per-task parts
+  (None for a row without one: the baseline itself)."""
+  paired = row.get("paired")
+  return ({k: v for k, v in paired.items() if not k.startswith("per_task")}
+          if paired else None)
+
+
+def difference_cell(label: str, diff: Mapping | None) -> str:
+  """The difference column's cell of row ``label``."""
+  if diff:
+    return cell(diff, sign=True)
+  return "baseline" if label == BASELINE else "n/a"
+
+
+def published_cell(figure: Mapping | None) -> str:
+  """``mean +- plus_minus``, ``mean`` where no spread is published, or
+  ``-`` without a figure."""
+  if not figure:
+    return "-"
+  if figure.get("plus_minus") is None:
+    return f"{figure['mean']:.1f}"
+  return f"{figure['mean']:.1f} +- {figure['plus_minus']:.1f}"
+
+
+def figures(row: Mapping, success: bool = False) -> dict:
+  """A row's return figures, and its success rate's with ``success``."""
+  out = {k: row.get(k) for k in ("mean", "std", "ci_low", "ci_high",
+                                 "per_seed")}
+  if success:
+    rate = row.get("success_rate")
+    out["success_rate"] = None if rate is None else {
+        k: rate.get(k) for k in ("mean", "std", "ci_low", "ci_high",
+                                 "per_seed")}
+  return out
+
+
+def table_rows(results: Mapping) -> dict:
+  """``{label: row}`` of a results dict, in table order."""
+  order = results.get("row_order") or list(results["methods"])
+  return {label: results["methods"][label] for label in order}
+
+
+def common(results: Mapping) -> dict:
+  """What every table's family section repeats from its run's results."""
+  return {k: results.get(k) for k in ("family", "test_tasks", "seeds",
+                                       "num_shots", "few_shot_quality",
+                                       "fingerprint", "provenance",
+                                       "wall_seconds")}
+
+
+def significance_sentence(results: Mapping, rows: Mapping) -> str:
+  """The run's sentence on which differences to the baseline are
+  significant (derived from ``rows`` when the results have none)."""
+  return ((results.get("statistics") or {}).get("sentence")
+          or statistics.significance_sentence(rows, BASELINE))
