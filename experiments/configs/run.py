@@ -38,8 +38,16 @@ def get_config(arg: str = "cheetah_vel,cpu") -> ml_collections.ConfigDict:
   # Few-shot trajectories per test task and their quality.
   c.num_shots = 5
   c.few_shot_quality = "expert"
-  # Evaluation episodes per test task and seed.
-  c.eval_episodes = 20
+  # Where each test task's few-shot trajectories come from: "test_task" (its
+  # own dataset) or "training_tasks" (the zero-shot setting: drawn from the
+  # pooled training tasks' datasets of few_shot_quality; methods that read
+  # a test task's full dataset or play online episodes are refused).
+  c.few_shot_source = "test_task"
+  # Evaluation episodes per test task and seed. metaworld_reach: 1, since
+  # its reset puts the hand and the goal at the same places for a task
+  # whatever the key, and the PLM acts deterministically, so further
+  # episodes repeat the first.
+  c.eval_episodes = 1 if family == "metaworld_reach" else 20
   # Shipped pre-trained PLM to start from (pdiff/assets/pretrained/NAME);
   # empty = pre-train with c.pretrain (resuming if stopped).
   shipped = f"{family}_{preset}"

@@ -37,7 +37,12 @@ EXPERT_BARS = {
 
 
 def _returns(sources: Sources, family: str) -> tuple[pathlib.Path, dict]:
-  path = sources.path(f"pdiff/assets/behavior/{family}/dataset_returns.json")
+  """The dataset returns shipped with the behaviour policies that collect
+  ``family``'s data (another family's, for ant_dir_10)."""
+  from pdiff import envs
+
+  source = envs.make(family).behavior_family
+  path = sources.path(f"pdiff/assets/behavior/{source}/dataset_returns.json")
   return path, _load_json(path)
 
 
@@ -110,7 +115,11 @@ def render_behavior_policies(sources: Sources) -> str:
           sources.path(f"pdiff/assets/behavior/{name}/summary.json"))
       curve = summary.get("curve") or []
       steps = f"{curve[-1][0] / 1e6:.1f}M" if curve else "-"
-      last = f"{curve[-1][1]:.1f}" if curve else "-"
+      expert_step = _load_json(sources.path(
+          f"pdiff/assets/behavior/{name}/expert/policy.json"))["step"]
+      evaluations = dict((int(s), r) for s, r in curve)
+      last = (f"{evaluations[expert_step]:.1f} at {expert_step / 1e6:.1f}M"
+              if expert_step in evaluations else "-")
       seconds = _seconds(summary["train_seconds"])
     else:  # Meta-World's scripted expert: nothing trained
       steps, last, seconds = "scripted", "-", "-"
@@ -129,14 +138,17 @@ def render_behavior_policies(sources: Sources) -> str:
   return (
       "Mean episode return of each dataset over all tasks (lowest to highest "
       "task in brackets), from `pdiff/assets/behavior/FAMILY/"
-      "dataset_returns.json`; PPO environment steps, training time and the "
-      "last evaluation return of Brax's trainer (which averages over tasks "
-      "drawn at random) from `summary.json`, whose `curve` holds every "
-      "evaluation; metaworld_reach's expert and medium data come from "
-      "Meta-World's scripted policy (action noise 0.1 and 4.0). *Medium* is "
+      "dataset_returns.json`; PPO environment steps and training time from "
+      "`summary.json`, whose `curve` holds every evaluation of Brax's "
+      "trainer (which averages over training tasks drawn at random); the "
+      "expert checkpoint's evaluation return and step from "
+      "`expert/policy.json` (the last evaluation, or the best one where the "
+      "config's `expert` is `\"best\"`); metaworld_reach's expert and "
+      "medium data come from Meta-World's scripted policy (action noise "
+      "0.1 and 4.0). *Medium* is "
       "where the medium data's mean lies on the way from the random data's "
       "to the expert data's (the aim: about 50%).\n\n"
-      + _table(["family", "PPO steps", "training time", "last evaluation",
+      + _table(["family", "PPO steps", "training time", "expert evaluation",
                 "expert data", "medium data", "random data", "medium",
                 "expert bar"], rows,
                ["l", "r", "r", "r", "r", "r", "r", "r", "l"]))
@@ -190,11 +202,16 @@ def render_shipped_plms(sources: Sources) -> str:
 def render_headroom(sources: Sources) -> str:
   """Few-shot prompt, full-data upper bound and expert data on each
   family's test tasks: the room prompt tuning has (docs/tuning.md)."""
-  rows = []
+  from experiments.doc_blocks.runs import stale_plm_sentence
+
+  rows, stale = [], []
   for path in sorted(sources.path("results").glob("*/results.json")):
     results = _load_json(path)
     methods = results.get("methods") or {}
     if "prompt_dt" not in methods or "upper_bound" not in methods:
+      continue
+    if stale_plm_sentence(sources, results):
+      stale.append(f"`{_rel(sources, path)}`")
       continue
     family = results["family"]
     _, returns = _returns(sources, family)
@@ -207,10 +224,17 @@ def render_headroom(sources: Sources) -> str:
                  f"{upper['mean']:.1f} [{upper['ci_low']:.1f}, "
                  f"{upper['ci_high']:.1f}]",
                  f"{data:.1f}", f"{upper['mean'] - few['mean']:+.1f}"])
-  if not rows:
+  if not rows and not stale:
     raise MissingInputError(
         f"{_rel(sources, sources.path('results'))}/*/results.json with "
         "prompt_dt and upper_bound rows")
+  left_out = ("" if not stale else
+              "\n\nLeft out, computed from an earlier version of the shipped "
+              "PLM and its data: " + ", ".join(stale) + ".")
+  if not rows:
+    return ("No committed run with the plain few-shot prompt and the "
+            "full-data upper bound is computed from the shipped PLMs."
+            + left_out)
   return (
       "Test-task return (mean over seeds [95% CI]) of the plain few-shot "
       "prompt and of the full-data upper bound (the PLM fine-tuned on the "
@@ -218,4 +242,4 @@ def render_headroom(sources: Sources) -> str:
       "tasks' expert data, from every committed run that has both rows:\n\n"
       + _table(["family", "run", "seeds", "few-shot prompt",
                 "full-data upper bound", "expert data", "room"], rows,
-               ["l", "l", "r", "r", "r", "r", "r"]))
+               ["l", "l", "r", "r", "r", "r", "r"]) + left_out)

@@ -82,6 +82,29 @@ def render_all_methods(sources: Sources) -> str:
                      timing=False)
 
 
+def stale_plm_sentence(sources: Sources, results: dict) -> str | None:
+  """A warning when ``results`` came from another version of the shipped PLM
+  it names than the one in ``sources`` (None when they agree, or when the
+  run pre-trained its own PLM)."""
+  from pdiff.pipeline import prepare
+
+  name = (results.get("config") or {}).get("pretrained")
+  used = (results.get("inputs") or {}).get("plm")
+  if not name or not used:
+    return None
+  root = sources.path("pdiff/assets/pretrained")
+  if not (root / name).is_dir():
+    return (f"**Stale:** the shipped checkpoint `{name}` these results were "
+            "computed from is no longer shipped.")
+  shipped = prepare.shipped_record(name, root=str(root))["fingerprint"]
+  if shipped == used:
+    return None
+  return (f"**Stale:** these results were computed from an earlier version "
+          f"of the shipped checkpoint `{name}` (PLM fingerprint "
+          f"`{used[:12]}`; the shipped one is `{shipped[:12]}`), and with "
+          "the datasets of that time; run the config again to replace them.")
+
+
 def _render_run(sources: Sources, path, *, timing: bool) -> str:
   from pdiff.evaluation import report
 
@@ -97,13 +120,16 @@ def _render_run(sources: Sources, path, *, timing: bool) -> str:
     setup.append(f"PLM: the shipped checkpoint `{config['pretrained']}`")
   text = f"From `{_rel(sources, path)}`"
   text += (": " + "; ".join(setup) + ".") if setup else "."
+  stale = stale_plm_sentence(sources, results)
+  if stale:
+    text += "\n\n" + stale
   text += "\n\n" + report.results_table_markdown(results).strip()
   return text + ("\n\n" + timing_sentence(results) if timing else "")
 
 
 # Families whose default run is committed under results/FAMILY/ beside the
 # README's (cheetah-vel), in the paper's order.
-OTHER_FAMILIES = ("cheetah_dir", "ant_dir")
+OTHER_FAMILIES = ("cheetah_dir", "ant_dir", "metaworld_reach")
 
 
 def render_family_runs(sources: Sources) -> str:

@@ -41,6 +41,8 @@ ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
                           "behavior")
 QUALITIES = ("expert", "medium")
 ALGORITHMS = ("ppo", "sac")
+# How the expert checkpoint is chosen among the evaluated snapshots.
+EXPERT_SELECTIONS = ("last", "best")
 
 # policy(obs_with_task [B, ds + P], key) -> actions [B, da] in [-1, 1]
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
@@ -150,9 +152,13 @@ def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
     out_dir: checkpoints go to ``{out_dir}/expert`` and ``{out_dir}/medium``.
 
   Returns:
-    A summary: evaluation curve, chosen medium step, wall time, segments.
+    A summary: evaluation curve, chosen expert and medium steps, wall time,
+    segments.
   """
   algorithm = config.algorithm
+  if config.expert not in EXPERT_SELECTIONS:
+    raise ValueError(f"config.expert must be one of {EXPERT_SELECTIONS}, got "
+                     f"{config.expert!r}.")
   hidden = tuple(config.hidden)
   env = family.as_brax_env(family.train_tasks, append_task=True)
   obs_size, action_size = env.observation_size, env.action_size
@@ -185,6 +191,11 @@ def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
     logging.info("%s: continuing from step %d of %d (segment %d)",
                  family.name, offset, total, len(segments))
   remaining = total - offset
+  if remaining < 0:
+    raise ValueError(
+        f"{resume.directory(out_dir)}: the run already reached step {offset}, "
+        f"beyond config.trainer.num_timesteps = {total}; ask at least {offset} "
+        f"(equal finishes it without training).")
   start = time.time()
   params = restored
   if remaining > 0:
@@ -230,23 +241,26 @@ def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
         network_factory=factory, progress_fn=on_progress,
         policy_params_fn=keep_params, seed=segments[-1]["seed"],
         **trainer_kwargs)
-  wall = time.time() - start
+  wall = time.time() - start if remaining > 0 else 0.0
   train_seconds = progress.train_seconds + wall
 
   snapshots = resume.load_snapshots(out_dir, curve, _template(
       algorithm, obs_size, action_size, hidden)[1])
   medium_step, medium_params = _pick_medium(curve, snapshots,
                                             config.medium_fraction)
+  expert_step, expert_params = curve[-1][0], params
+  if config.expert == "best":
+    expert_step, expert_params = _pick_best(curve, snapshots)
   base = dict(algorithm=algorithm, observation_size=obs_size,
               action_size=action_size, hidden=list(hidden),
               family=family.name, backend=family.backend,
               config=config.to_dict(), curve=curve, segments=segments,
               train_seconds=train_seconds)
-  save_policy(os.path.join(out_dir, "expert"), params,
-              dict(base, quality="expert", step=curve[-1][0]))
+  save_policy(os.path.join(out_dir, "expert"), expert_params,
+              dict(base, quality="expert", step=expert_step))
   save_policy(os.path.join(out_dir, "medium"), medium_params,
               dict(base, quality="medium", step=medium_step))
-  return dict(curve=curve, medium_step=medium_step,
+  return dict(curve=curve, expert_step=expert_step, medium_step=medium_step,
               train_seconds=train_seconds, segments=segments)
 
 
@@ -261,6 +275,20 @@ def _full_template(config, obs_size, action_size):
       specs.Array((obs_size,), jnp.dtype("float32")))
   return (normalizer, nets.policy_network.init(jax.random.PRNGKey(0)),
           nets.value_network.init(jax.random.PRNGKey(0)))
+
+
+def _pick_best(curve, snapshots):
+  """The snapshot with the highest evaluation return (the earliest on ties).
+
+  Brax evaluates on the training tasks only, so this choice never looks at a
+  test task.
+  """
+  returns = {s: r for s, r in curve if math.isfinite(r)}
+  evaluated = [(step, params) for step, params in snapshots if step in returns]
+  if not evaluated:
+    raise ValueError("no parameter snapshot has a finite evaluation return; "
+                     "cannot choose the best one (config.expert = 'best').")
+  return max(evaluated, key=lambda item: (returns[item[0]], -item[0]))
 
 
 def _pick_medium(curve, snapshots, fraction):

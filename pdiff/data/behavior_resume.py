@@ -11,7 +11,9 @@ all:
   far, the training seconds and the config, written last.
 
 A run continues only under the config it started with; the budget
-(``trainer.num_timesteps`` and ``trainer.num_evals``) may grow.
+(``trainer.num_timesteps`` and ``trainer.num_evals``) may grow, and the fields
+that choose the expert and medium snapshots (``expert``,
+``medium_fraction``) may change.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from pdiff import atomic
 
 # Trainer fields that may change between the segments of one run.
 CONTINUABLE = ("num_timesteps", "num_evals")
+# Fields that only choose among the snapshots once training ends; they may
+# change at any time.
+SELECTION = ("expert", "medium_fraction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +56,8 @@ def _state_path(out_dir: str) -> str:
 
 def _comparable(config) -> dict[str, Any]:
   """The config as JSON values, without the fields a continuation may raise."""
-  data = json.loads(json.dumps(config.to_dict()))
+  data = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items()
+          if k not in SELECTION}
   data["trainer"] = {k: v for k, v in data["trainer"].items()
                      if k not in CONTINUABLE}
   return data
@@ -90,13 +96,15 @@ def load(out_dir: str, config) -> Progress:
                          "train_seconds") if k not in state]
   if missing:
     raise ValueError(f"{path}: missing fields {missing}.")
-  difference = _first_difference(state["config"], _comparable(config))
+  recorded = {k: v for k, v in state["config"].items() if k not in SELECTION}
+  difference = _first_difference(recorded, _comparable(config))
   if difference:
     field, recorded, wanted = difference
     raise ValueError(
         f"{path}: the run was started with {field} = {recorded!r}, the config "
         f"asks {wanted!r}. Only trainer.{' and trainer.'.join(CONTINUABLE)} "
-        f"may change when a run continues; use another out_dir or remove "
+        f"(and {' and '.join(SELECTION)}) may change when a run continues; "
+        f"use another out_dir or remove "
         f"{directory(out_dir)} to start over.")
   return Progress(steps=int(state["steps"]),
                   curve=tuple((int(s), float(r)) for s, r in state["curve"]),

@@ -215,7 +215,7 @@ class CheetahVel(_HalfCheetahFamily):
   name: str = "cheetah_vel"
   return_supremum: ClassVar[float | None] = 0.0
   return_target: float = 0.0
-  return_scale: float = 500.0
+  return_scale: float = 200.0
   task_parameter_name: str = "velocity"
   task_values: tuple[tuple[float, ...], ...] = task_table_field(
       "cheetah_vel", "values")

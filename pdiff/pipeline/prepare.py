@@ -39,7 +39,8 @@ def _policy_digest(family, quality: str, policy_root: str | None) -> str:
     # package and version that implement it.
     return hashlib.sha256(scripted()[1].encode()).hexdigest()
   directory = (os.path.join(policy_root, quality) if policy_root
-               else behavior.shipped_policy_dir(family.name, quality))
+               else behavior.shipped_policy_dir(family.behavior_family,
+                                                quality))
   return stages.file_digest([os.path.join(directory, "params.msgpack"),
                              os.path.join(directory, "policy.json")])
 
@@ -161,17 +162,26 @@ def shipped_checkpoint_fits(src: str, config, family) -> str | None:
   return None
 
 
+def shipped_record(shipped: str, *, root: str | None = None,
+                   status: str = "complete") -> dict:
+  """The PLM stage record of the shipped checkpoint ``{root}/{shipped}``
+  (``root`` defaults to :data:`PRETRAINED_ASSETS`): its fingerprint covers
+  the model files (:data:`SHIPPED_MODEL_FILES`), so a result computed from an
+  earlier version of the checkpoint names another fingerprint."""
+  src = os.path.join(PRETRAINED_ASSETS if root is None else root, shipped)
+  files = [os.path.join(src, name) for name in SHIPPED_MODEL_FILES]
+  return stages.make_record("pretrained_plm", PRETRAIN_VERSION,
+                            dict(shipped=shipped),
+                            dict(files=stages.file_digest(files)),
+                            status=status)
+
+
 def pretrain_record(config, family, dataset_digest: str, shipped: str, *,
                     status: str = "complete") -> dict:
   """The PLM's stage record: the shipped checkpoint's files, or the
   pre-training config and its dataset."""
   if shipped:
-    src = os.path.join(PRETRAINED_ASSETS, shipped)
-    files = [os.path.join(src, name) for name in SHIPPED_MODEL_FILES]
-    return stages.make_record("pretrained_plm", PRETRAIN_VERSION,
-                              dict(shipped=shipped),
-                              dict(files=stages.file_digest(files)),
-                              status=status)
+    return shipped_record(shipped, status=status)
   subtree = {k: v for k, v in config.pretrain.to_dict().items()
              if k not in _PRETRAIN_NEUTRAL}
   subtree.update(family=family.name, backend=family.backend)

@@ -127,6 +127,25 @@ def test_pick_medium_skips_snapshots_without_evaluation():
   assert step == 30
 
 
+def test_pick_best_is_the_highest_evaluated_snapshot():
+  assert behavior._pick_best(CURVE, snapshots(s for s, _ in CURVE)) == (
+      40, "params@40")
+  # 40 has no snapshot; NaN evaluations never win; ties go to the earliest.
+  curve = [(0, -20.0), (10, -5.0), (20, math.nan), (30, -5.0), (40, 0.0)]
+  assert behavior._pick_best(curve, snapshots([0, 10, 20, 30]))[0] == 10
+  with pytest.raises(ValueError, match="no parameter snapshot has a finite"):
+    behavior._pick_best([(0, math.nan)], snapshots([0]))
+
+
+def test_unknown_expert_selection_is_refused(tmp_path):
+  config = behavior_configs.get_config("point_robot")
+  config.expert = "median"
+  with pytest.raises(ValueError, match=r"config\.expert must be one of "
+                     r"\('last', 'best'\), got 'median'"):
+    behavior.train_behavior_policy(envs.make("point_robot"), config,
+                                   str(tmp_path))
+
+
 def test_pick_medium_fallback_and_errors():
   # No evaluated snapshot reaches the goal: the middle snapshot.
   curve = [(0, -20.0), (10, math.nan), (20, math.nan)]
@@ -194,3 +213,5 @@ def test_shipped_policies_ran_with_the_committed_config(family):
       want = committed[field]
       want = list(want) if isinstance(want, tuple) else want
       assert recorded[field] == want, (path, field)
+    # Policies trained before the field existed took the last parameters.
+    assert recorded.get("expert", "last") == committed["expert"], path

@@ -3,6 +3,8 @@
 import json
 import os
 
+import flax.serialization
+import jax
 import numpy as np
 import pytest
 
@@ -73,6 +75,30 @@ def test_a_stopped_run_continues_from_its_last_evaluation(tmp_path,
   assert [tuple(p) for p in longer["curve"][:3]] == [tuple(p) for p in curve]
   assert longer["curve"][-1][0] >= 4000
   assert len(longer["segments"]) == 3
+
+  # Choosing the expert and medium again trains nothing: the selection fields
+  # may change, and "best" takes the snapshot with the highest evaluation.
+  select = tiny_config(4000)
+  select.expert, select.medium_fraction = "best", 0.25
+  again = behavior.train_behavior_policy(family, select, out)
+  assert again["curve"] == longer["curve"]
+  assert again["segments"] == longer["segments"]
+  assert again["train_seconds"] == resume.load(out, select).train_seconds
+  best_step = max(longer["curve"], key=lambda p: (p[1], -p[0]))[0]
+  assert again["expert_step"] == best_step
+  info = json.loads((tmp_path / "expert" / "policy.json").read_text())
+  assert info["step"] == best_step and info["config"]["expert"] == "best"
+  saved, snapshot = (
+      flax.serialization.msgpack_restore(open(path, "rb").read())
+      for path in (tmp_path / "expert" / "params.msgpack",
+                   os.path.join(resume.directory(out), "snapshots",
+                                f"{best_step}.msgpack")))
+  for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(snapshot),
+                  strict=True):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match=r"already reached step \d+, beyond "
+                     r"config\.trainer\.num_timesteps = 2000"):
+    behavior.train_behavior_policy(family, tiny_config(2000), out)
   assert all(np.isfinite(r) for _, r in longer["curve"])
 
 
@@ -90,6 +116,9 @@ def test_a_run_continues_only_under_its_own_config(tmp_path):
   with pytest.raises(ValueError, match=r"trainer\.learning_rate = 0\.001.*"
                      r"asks 0\.5.*trainer\.num_timesteps"):
     resume.load(out, changed)
+  selection = tiny_config()
+  selection.expert, selection.medium_fraction = "best", 0.9
+  assert resume.load(out, selection).steps == 100
   changed = tiny_config()
   changed.hidden = (16, 16)
   with pytest.raises(ValueError, match=r"state\.json: the run was started "

@@ -337,3 +337,34 @@ def test_timing_sentence_gives_the_load_when_recorded():
                        "3.5 when the results were written.")
   del results["provenance"]["load_average_1min"]
   assert "load average" not in runs.timing_sentence(results)
+
+
+def test_results_from_another_shipped_plm_are_marked_stale(tmp_path,
+                                                          table_markdown):
+  del table_markdown
+  from pdiff.pipeline import prepare
+
+  shipped = tmp_path / "pdiff" / "assets" / "pretrained" / "cheetah_vel_cpu"
+  shipped.mkdir(parents=True)
+  for name in prepare.SHIPPED_MODEL_FILES:
+    (shipped / name).write_text(name)
+  current = prepare.shipped_record("cheetah_vel_cpu",
+                                   root=str(shipped.parent))["fingerprint"]
+  sources = render_docs.Sources(root=tmp_path)
+  results = synthetic_results()
+  results["inputs"] = dict(plm=current)
+  path = write_results(tmp_path / "results" / "cheetah_dir", results)
+  assert runs.stale_plm_sentence(sources, results) is None
+  assert "Stale" not in runs._render_run(sources, path, timing=False)
+
+  (shipped / "params.msgpack").write_text("retrained")
+  sentence = runs.stale_plm_sentence(sources, results)
+  assert sentence.startswith("**Stale:**")
+  assert f"`{current[:12]}`" in sentence
+  assert sentence in runs._render_run(sources, path, timing=False)
+
+  results["config"]["pretrained"] = "gone_cpu"
+  assert "no longer shipped" in runs.stale_plm_sentence(sources, results)
+  # A run that pre-trained its own PLM is never called stale here.
+  results["config"]["pretrained"] = ""
+  assert runs.stale_plm_sentence(sources, results) is None

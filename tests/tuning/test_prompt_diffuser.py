@@ -465,15 +465,17 @@ def test_policy_json_records_the_prompt_position(tmp_path):
     assert json.load(f)["prompt_position"] == pretrain_lib.PROMPT_POSITION
   assert pretrain_lib.read_policy_info(str(tmp_path))["prompt_position"] == (
       "last")
-  # A copy of the shipped PLM: its policy.json predates the field.
+  # A copy of the shipped PLM whose policy.json predates the field.
   src = os.path.join(PRETRAINED_ASSETS, "cheetah_vel_cpu")
   with open(os.path.join(src, pretrain_lib.POLICY_FILE)) as f:
     shipped = json.load(f)
-  assert "prompt_position" not in shipped
+  shipped.pop("prompt_position", None)
   workdir = str(tmp_path / "plm")
   shutil.copytree(src, workdir)
-  assert pretrain_lib.load_pretrained_policy(workdir).prompt_position == "last"
   path = os.path.join(workdir, pretrain_lib.POLICY_FILE)
+  with open(path, "w") as f:
+    json.dump(shipped, f)
+  assert pretrain_lib.load_pretrained_policy(workdir).prompt_position == "last"
   for value in ("random", "last"):
     with open(path, "w") as f:
       json.dump(dict(shipped, prompt_position=value), f)
