@@ -217,8 +217,7 @@ def table1_section(results: Mapping, random: float | None,
   upper = rows[UPPER_BOUND]["mean"] if UPPER_BOUND in rows else None
   scored = upper is not None and random is not None
   success = report_lib.has_success(rows)
-  level = statistics.confidence_label(
-      next(iter(rows.values())).get("confidence", 0.95))
+  level = paper_cells.confidence_level(rows)
   columns = ["method", f"return, mean [{level} CI]"]
   columns += [report_lib.SUCCESS_HEADER] if success else []
   columns += [f"difference to {BASELINE} [{level} CI]"]
@@ -255,8 +254,7 @@ def ablation_section(results: Mapping) -> dict:
           if r["method"] == "prompt_diffuser"}
   ref = ABLATION_REFERENCE if ABLATION_REFERENCE in rows else None
   success = report_lib.has_success(rows)
-  level = statistics.confidence_label(
-      next(iter(rows.values())).get("confidence", 0.95))
+  level = paper_cells.confidence_level(rows)
   columns = ["mode", f"return, mean [{level} CI]"]
   columns += [report_lib.SUCCESS_HEADER] if success else []
   columns += [f"difference to {ref or 'the reference'} [{level} CI]"]
@@ -290,8 +288,7 @@ def table2_section(by_quality: Mapping[str, Mapping]) -> dict:
   first = by_quality[qualities[0]]
   rows = {q: _rows(r) for q, r in by_quality.items()}
   labels = list(rows[qualities[0]])
-  level = statistics.confidence_label(
-      next(iter(rows[qualities[0]].values())).get("confidence", 0.95))
+  level = paper_cells.confidence_level(rows[qualities[0]])
   columns = ["method"]
   for q in qualities:
     columns += [f"{q}: return [{level} CI]", f"{q}: difference to {BASELINE}"]

@@ -69,6 +69,13 @@ def figures(row: Mapping, success: bool = False) -> dict:
   return out
 
 
+def confidence_level(rows: Mapping[str, Mapping]) -> str:
+  """The label of the rows' confidence level (``"95%"``): the first row's
+  ``confidence``, 0.95 where it has none."""
+  return statistics.confidence_label(
+      next(iter(rows.values())).get("confidence", 0.95))
+
+
 def table_rows(results: Mapping) -> dict:
   """``{label: row}`` of a results dict, in table order."""
   order = results.get("row_order") or list(results["methods"])

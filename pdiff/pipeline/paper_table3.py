@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 import ml_collections
 from absl import logging
 
-from pdiff.evaluation import statistics
 from pdiff.pipeline import paper_cells as cells
 from pdiff.pipeline.run import run as run_pipeline
 from pdiff.pipeline.validate import ConfigError
@@ -120,8 +119,7 @@ def table3_section(by_setting: Mapping[str, Mapping],
   settings = list(by_setting)
   rows = {s: cells.table_rows(r) for s, r in by_setting.items()}
   labels = list(rows[settings[0]])
-  level = statistics.confidence_label(
-      next(iter(rows[settings[0]].values())).get("confidence", 0.95))
+  level = cells.confidence_level(rows[settings[0]])
   columns = ["method"]
   for s in settings:
     columns += [f"{NAMES[s]}: return [{level} CI]",
