@@ -1,26 +1,35 @@
 """Env steps per second of prompted Prompt-DT rollouts against the bare env.
 
-For each (family, model shape, tasks x episodes) it compiles and times three
+For each (family, model shape, tasks x episodes) it compiles and times these
 programs, each one ``jax.jit`` over the whole batch of episodes and a
 ``lax.scan`` over the episode:
 
-  rollout   ``pdiff.evaluation.make_prompted_rollout``: the prompted policy
-            picks every action (context window bookkeeping included)
-  env       the same family and batch stepped alone with uniform random
-            actions (``lax.scan`` of ``jax.vmap(family.step)``)
-  policy    the policy's forward passes alone, at the same batch, one per
-            step (its output fed back so that no call is hoisted)
+  rollout           ``make_prompted_rollout`` with ``prompt_dt_policy``,
+                    as evaluation runs it: each task's prompt keys and
+                    values cached once, then the window alone at each step
+  rollout_uncached  the same with ``cache_prompt=False``: the whole forward
+                    pass over prompt and window at every step
+  env               the same family and batch stepped alone with uniform
+                    random actions (``lax.scan`` of ``jax.vmap(family.step)``)
+  policy            the cached policy's forward passes alone, at the same
+                    batch (tasks x episodes, one prompt per task), one per
+                    step (its output fed back so that no call is hoisted)
+  policy_uncached   the same with the whole forward pass
 
 ``rollout / env`` is the slowdown the model brings to evaluation; ``env +
-policy`` shows where the rollout's time goes. The Prompt-DT is randomly
-initialised (a trained one costs the same) at the shapes of the pre-training
-presets of ``experiments/configs/pretrain.py``: ``paper`` (Prompt-DT's: embed
-128, 3 layers, MLP 512, K = 20, K* = 5) and ``cpu`` (embed 64, 2 layers, MLP
-256, K = 10, K* = 5). Compile time (trace, lower, compile) is reported apart;
-run times are the fastest of ``--repeats`` runs after one warm-up call (the
-least disturbed on a shared machine; the JSON also has the median), as wall
-time and as CPU time of this process (not counting time lost to other
-processes, but summed over XLA's threads).
+policy`` shows where the rollout's time goes; ``rollout_cache_speedup`` is
+the uncached rollout's median time over the cached one's, and
+``max_action_difference`` the largest |action| difference of the two
+policies on the same windows. The Prompt-DT is randomly initialised (a
+trained one costs the same) at the shapes of the pre-training presets of
+``experiments/configs/pretrain.py``: ``paper`` (Prompt-DT's: embed 128, 3
+layers, MLP 512, K = 20, K* = 5) and ``cpu`` (embed 64, 2 layers, MLP 256,
+K = 10, K* = 5). Compile time (trace, lower, compile) is reported apart and
+with a run added (``*_total_s``). A setting's programs take turns in each of
+``--repeats`` rounds after a warm-up call; run times are the fastest run
+(the least disturbed on a shared machine) and the median, as wall time and
+as CPU time of this process (not counting time lost to other processes, but
+summed over XLA's threads).
 
   PYTHONPATH=. python benchmarks/evaluation_throughput.py
   PYTHONPATH=. python benchmarks/evaluation_throughput.py \
@@ -47,8 +56,12 @@ from absl import app, flags
 
 from experiments.configs import pretrain as pretrain_config
 from pdiff import envs
-from pdiff.evaluation import make_prompted_rollout
 from pdiff.evaluation.report import write_json_atomic
+from pdiff.evaluation.rollout import (
+    PromptedPolicy,
+    make_prompted_rollout,
+    prompt_dt_policy,
+)
 from pdiff.models.prompt_dt import make_prompt_dt
 from pdiff.types import Segments
 
@@ -67,6 +80,8 @@ _NUM_STEPS = flags.DEFINE_integer(
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs per program.")
 _SKIP_POLICY = flags.DEFINE_bool(
     "skip_policy", False, "Do not time the policy's forward passes alone.")
+_SKIP_UNCACHED = flags.DEFINE_bool(
+    "skip_uncached", False, "Do not time the programs without prompt cache.")
 _OUTPUT = flags.DEFINE_string(
     "output",
     os.path.join(os.path.dirname(__file__), "results",
@@ -127,61 +142,82 @@ def make_env_only(family: envs.TaskFamily, task_indices: np.ndarray,
   return jax.jit(run)
 
 
-def make_policy_only(policy_fn: Callable, batch: int, context_len: int,
-                     prompt_len: int, ds: int, da: int, max_ep_len: int,
+def make_policy_only(policy: PromptedPolicy, num_tasks: int,
+                     num_episodes: int, context_len: int, prompt_len: int,
+                     ds: int, da: int, max_ep_len: int,
                      num_steps: int) -> Callable:
-  """``run(params, key) -> actions [B, da]``: ``num_steps`` forward passes."""
+  """``run(params, key) -> actions [tasks, episodes, da]``: ``num_steps``
+  passes of ``policy`` on random windows and prompts, fed as in a rollout."""
 
-  def run(params, key: jax.Array) -> jax.Array:
-    k_seg, k_prompt = jax.random.split(key)
-    segments = random_segments(k_seg, batch, context_len, ds, da, max_ep_len)
-    prompt = random_segments(k_prompt, batch, prompt_len, ds, da, max_ep_len)
+  def one_task(params, segments, prompt):
+    if policy.encode_prompt is None:
+      context = jax.tree.map(
+          lambda x: jnp.broadcast_to(x, (num_episodes, *x.shape[1:])), prompt)
+    else:
+      context = policy.encode_prompt(params, prompt)
 
     def body(segments, _):
-      action = policy_fn(params, segments, prompt)[:, -1]  # [B, da]
+      action = policy.policy_fn(params, segments, context)[:, -1]  # [E, da]
       return segments._replace(
           actions=segments.actions.at[:, -1].set(action)), None
 
     segments, _ = jax.lax.scan(body, segments, None, length=num_steps)
     return segments.actions[:, -1]
 
+  def run(params, key: jax.Array) -> jax.Array:
+    per_task = lambda key, batch, steps: jax.vmap(lambda k: random_segments(
+        k, batch, steps, ds, da, max_ep_len))(jax.random.split(key, num_tasks))
+    k_seg, k_prompt = jax.random.split(key)
+    segments = per_task(k_seg, num_episodes, context_len)  # [T, E, K, ...]
+    prompts = per_task(k_prompt, 1, prompt_len)  # [T, 1, Kp, ...]
+    return jax.vmap(one_task, in_axes=(None, 0, 0))(params, segments, prompts)
+
   return jax.jit(run)
 
 
-def time_program(jitted: Callable, args_for_seed: Callable[[int], tuple],
-                 repeats: int, min_time_s: float = 0.2) -> dict[str, float]:
-  """Compiles ``jitted`` ahead of time, warms it up and times ``repeats`` runs.
-
-  A run calls the program enough times (a fresh key each) to last about
-  ``min_time_s``, so that fast programs are not timed at the clock's grain.
+def time_programs(programs: dict[str, tuple[Callable, Callable[[int], tuple]]],
+                  repeats: int, min_time_s: float = 0.2
+                  ) -> dict[str, dict[str, float]]:
+  """Compiles each program ahead of time, warms it up and times ``repeats``
+  rounds, each running every program in turn (so that a shared machine's
+  load falls on all alike). A run calls a program enough times (a fresh key
+  each) to last about ``min_time_s``, not to be timed at the clock's grain.
 
   Args:
-    jitted: a ``jax.jit``-wrapped function.
-    args_for_seed: ``seed -> args`` (a fresh key per call).
-    repeats: timed runs.
+    programs: ``name -> (jitted, args_for_seed)``: a ``jax.jit``-wrapped
+      function and ``seed -> args`` (a fresh key per call).
+    repeats: timed rounds.
     min_time_s: least duration of a timed run.
 
   Returns:
-    ``compile_s`` (trace, lower and compile), per call the fastest run's
-    wall time ``run_s`` and CPU time ``cpu_s`` and the median wall time
-    ``median_s``, and ``calls_per_run``.
+    Per program: ``compile_s`` (trace, lower, compile), per call the fastest
+    run's wall and CPU times ``run_s`` and ``cpu_s``, their medians
+    ``median_s`` and ``cpu_median_s``, and ``calls_per_run``.
   """
-  start = time.perf_counter()
-  compiled = jitted.lower(*args_for_seed(0)).compile()
-  compile_s = time.perf_counter() - start
-  start = time.perf_counter()
-  jax.block_until_ready(compiled(*args_for_seed(0)))
-  calls = max(1, math.ceil(min_time_s / (time.perf_counter() - start)))
-  wall, cpu = [], []
+  compiled, calls = {}, {}
+  out = {name: {"wall": [], "cpu": []} for name in programs}
+  for name, (jitted, args_for_seed) in programs.items():
+    start = time.perf_counter()
+    compiled[name] = jitted.lower(*args_for_seed(0)).compile()
+    out[name]["compile_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(compiled[name](*args_for_seed(0)))
+    calls[name] = max(1, math.ceil(min_time_s / (time.perf_counter() - start)))
   for repeat in range(repeats):
-    args = [args_for_seed(1 + repeat * calls + i) for i in range(calls)]
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for a in args:
-      jax.block_until_ready(compiled(*a))
-    wall.append((time.perf_counter() - start) / calls)
-    cpu.append((time.process_time() - cpu_start) / calls)
-  return {"compile_s": compile_s, "run_s": min(wall), "cpu_s": min(cpu),
-          "median_s": statistics.median(wall), "calls_per_run": calls}
+    for name, (_, args_for_seed) in programs.items():
+      n = calls[name]
+      args = [args_for_seed(1 + repeat * n + i) for i in range(n)]
+      start, cpu_start = time.perf_counter(), time.process_time()
+      for a in args:
+        jax.block_until_ready(compiled[name](*a))
+      out[name]["wall"].append((time.perf_counter() - start) / n)
+      out[name]["cpu"].append((time.process_time() - cpu_start) / n)
+  return {name: {"compile_s": t["compile_s"], "run_s": min(t["wall"]),
+                 "cpu_s": min(t["cpu"]),
+                 "median_s": statistics.median(t["wall"]),
+                 "cpu_median_s": statistics.median(t["cpu"]),
+                 "calls_per_run": calls[name]}
+          for name, t in out.items()}
 
 
 def measure_env(family: envs.TaskFamily, num_tasks: int, num_episodes: int,
@@ -189,12 +225,14 @@ def measure_env(family: envs.TaskFamily, num_tasks: int, num_episodes: int,
   """Times the family stepped alone, ``num_tasks x num_episodes`` episodes."""
   tasks = np.resize(np.asarray(family.test_tasks), num_tasks)  # [T]
   env_only = make_env_only(family, tasks, num_episodes, num_steps)
-  return time_program(env_only, lambda s: (jax.random.key(s),), repeats)
+  return time_programs(
+      {"env": (env_only, lambda s: (jax.random.key(s),))}, repeats)["env"]
 
 
 def measure(family: envs.TaskFamily, preset: str, num_tasks: int,
             num_episodes: int, num_steps: int, repeats: int,
-            env_timing: dict[str, float], time_policy: bool) -> dict:
+            env_timing: dict[str, float], time_policy: bool,
+            time_uncached: bool = True) -> dict:
   """Times the prompted rollout (and the policy alone) for one setting.
 
   Args:
@@ -203,9 +241,10 @@ def measure(family: envs.TaskFamily, preset: str, num_tasks: int,
     num_tasks: tasks, cycling over the family's test tasks.
     num_episodes: episodes per task.
     num_steps: steps per episode.
-    repeats: timed runs per program.
+    repeats: timed rounds.
     env_timing: ``measure_env``'s result for the same batch.
     time_policy: also time the policy's forward passes alone.
+    time_uncached: also time the programs without the prompt cache.
 
   Returns:
     A JSON-ready record.
@@ -219,32 +258,31 @@ def measure(family: envs.TaskFamily, preset: str, num_tasks: int,
   k_init, k_prompt = jax.random.split(jax.random.key(0))
   params = model.init(
       k_init, random_segments(k_init, 1, k_len, ds, da, max_ep_len),
-      random_segments(k_prompt, 1, kp_len, ds, da, max_ep_len))
+      random_segments(k_prompt, 1, kp_len, ds, da, max_ep_len))["params"]
   num_params = sum(x.size for x in jax.tree.leaves(params))
-
-  def policy_fn(params, segments, prompt):
-    return model.apply(params, segments, prompt, deterministic=True)
 
   tasks = np.resize(np.asarray(family.test_tasks), num_tasks)  # [T]
   task_indices = jnp.asarray(tasks, jnp.int32)
   prompts = random_segments(k_prompt, num_tasks, kp_len, ds, da, max_ep_len)
-  rollout = make_prompted_rollout(
-      family, policy_fn, context_len=k_len, num_episodes=num_episodes,
-      state_mean=jnp.zeros((ds,)), state_std=jnp.ones((ds,)),
-      max_ep_len=max_ep_len)
-  timings = {
-      "rollout": time_program(
-          rollout,
-          lambda s: (params, prompts, task_indices, jax.random.key(s)),
-          repeats),
-      "env": env_timing,
-  }
+  policies = {"": prompt_dt_policy(model)}
+  if time_uncached:
+    policies["_uncached"] = prompt_dt_policy(model, cache_prompt=False)
+  programs, policy_only = {}, {}
+  for suffix, policy in policies.items():
+    rollout = make_prompted_rollout(
+        family, **policy._asdict(), context_len=k_len,
+        num_episodes=num_episodes, state_mean=jnp.zeros((ds,)),
+        state_std=jnp.ones((ds,)), max_ep_len=max_ep_len)
+    programs[f"rollout{suffix}"] = (
+        rollout, lambda s: (params, prompts, task_indices, jax.random.key(s)))
+    if time_policy:
+      policy_only[suffix] = make_policy_only(
+          policy, num_tasks, num_episodes, k_len, kp_len, ds, da, max_ep_len,
+          num_steps)
+      programs[f"policy{suffix}"] = (
+          policy_only[suffix], lambda s: (params, jax.random.key(s)))
+  timings = {**time_programs(programs, repeats), "env": env_timing}
   batch = num_tasks * num_episodes
-  if time_policy:
-    policy_only = make_policy_only(policy_fn, batch, k_len, kp_len, ds, da,
-                                   max_ep_len, num_steps)
-    timings["policy"] = time_program(
-        policy_only, lambda s: (params, jax.random.key(s)), repeats)
   env_steps = batch * num_steps
   record = {
       "family": family.name, "backend": family.backend, "preset": preset,
@@ -259,43 +297,59 @@ def measure(family: envs.TaskFamily, preset: str, num_tasks: int,
     record[f"{name}_compile_s"] = round(t["compile_s"], 2)
     record[f"{name}_run_s"] = float(f"{t['run_s']:.4g}")
     record[f"{name}_run_s_median"] = float(f"{t['median_s']:.4g}")
+    record[f"{name}_total_s"] = round(t["compile_s"] + t["median_s"], 2)
     record[f"{name}_calls_per_run"] = t["calls_per_run"]
     record[f"{name}_steps_per_s"] = round(env_steps / t["run_s"], 1)
     record[f"{name}_steps_per_cpu_s"] = round(env_steps / t["cpu_s"], 1)
-  for clock, suffix in (("run_s", ""), ("cpu_s", "_cpu")):
-    rollout_s, env_s = timings["rollout"][clock], timings["env"][clock]
-    record[f"rollout_over_env{suffix}"] = round(rollout_s / env_s, 2)
+  for suffix in policies:
+    rollout = timings[f"rollout{suffix}"]
+    for clock, suffix_clock in (("run_s", ""), ("cpu_s", "_cpu")):
+      env_s = timings["env"][clock]
+      record[f"rollout{suffix}_over_env{suffix_clock}"] = round(
+          rollout[clock] / env_s, 2)
+      if time_policy:
+        record[f"rollout{suffix}_over_env_plus_policy{suffix_clock}"] = round(
+            rollout[clock] / (env_s + timings[f"policy{suffix}"][clock]), 2)
+  if time_uncached:
+    cached, uncached = timings["rollout"], timings["rollout_uncached"]
+    record["rollout_cache_speedup"] = round(
+        uncached["median_s"] / cached["median_s"], 2)
+    record["rollout_cache_speedup_cpu"] = round(
+        uncached["cpu_median_s"] / cached["cpu_median_s"], 2)
     if time_policy:
-      record[f"rollout_over_env_plus_policy{suffix}"] = round(
-          rollout_s / (env_s + timings["policy"][clock]), 2)
+      key = jax.random.key(1)
+      difference = jnp.abs(policy_only[""](params, key)
+                           - policy_only["_uncached"](params, key))
+      record["max_action_difference"] = float(f"{float(difference.max()):.3g}")
   record["load_average_1min"] = round(os.getloadavg()[0], 2)
   print(json.dumps(record), flush=True)
   return record
 
 
 def print_table(records: list[dict]) -> None:
-  """Env steps per second by wall time and by CPU time of this process."""
+  """Env steps per second by wall time and by CPU time of this process, with
+  and without the prompt cache."""
+  nan = float("nan")
   header = (f"{'family':<12} {'preset':<6} {'TxE':>6} | {'rollout':>8} "
-            f"{'env':>10} {'policy':>8} {'ratio':>7} | {'rollout':>8} "
-            f"{'env':>10} {'policy':>8} {'ratio':>7} | {'compile':>7}")
-  print(f"{'':<27}| {'steps/s, wall time':^36}| {'steps/s, CPU time':^36}|")
+            f"{'uncached':>8} {'env':>10} | {'rollout':>8} {'uncached':>8} "
+            f"{'env':>10} {'policy':>8} | {'speedup':>7} {'compile':>7}")
+  print(f"{'':<27}| {'steps/s, wall time':^29}| {'steps/s, CPU time':^38}|")
   print(header)
   print("-" * len(header))
-  nan = float("nan")
   for r in records:
     batch = f"{r['tasks']}x{r['episodes_per_task']}"
     print(f"{r['family']:<12} {r['preset']:<6} {batch:>6} | "
-          f"{r['rollout_steps_per_s']:>8.0f} {r['env_steps_per_s']:>10.0f} "
-          f"{r.get('policy_steps_per_s', nan):>8.0f} "
-          f"{r['rollout_over_env']:>7.1f} | "
+          f"{r['rollout_steps_per_s']:>8.0f} "
+          f"{r.get('rollout_uncached_steps_per_s', nan):>8.0f} "
+          f"{r['env_steps_per_s']:>10.0f} | "
           f"{r['rollout_steps_per_cpu_s']:>8.0f} "
+          f"{r.get('rollout_uncached_steps_per_cpu_s', nan):>8.0f} "
           f"{r['env_steps_per_cpu_s']:>10.0f} "
-          f"{r.get('policy_steps_per_cpu_s', nan):>8.0f} "
-          f"{r['rollout_over_env_cpu']:>7.1f} | "
+          f"{r.get('policy_steps_per_cpu_s', nan):>8.0f} | "
+          f"{r.get('rollout_cache_speedup', nan):>7.2f} "
           f"{r['rollout_compile_s']:>7.1f}")
-  print("ratio = rollout time / env time; compile = the rollout's, seconds. "
-        "CPU time sums XLA's threads and leaves out time lost to other "
-        "processes.")
+  print("rollout: with the prompt cache; speedup: uncached / cached median "
+        "wall time; compile: the rollout's, s. CPU time sums XLA's threads.")
 
 
 def main(argv):
@@ -323,7 +377,8 @@ def main(argv):
       for preset in _PRESETS.value:
         records.append(measure(family, preset, num_tasks, num_episodes,
                                num_steps, _REPEATS.value, env_timing,
-                               not _SKIP_POLICY.value))
+                               not _SKIP_POLICY.value,
+                               not _SKIP_UNCACHED.value))
   print_table(records)
   result = {
       "machine": {

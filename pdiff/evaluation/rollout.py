@@ -11,6 +11,13 @@ At step ``t`` the window holds ``(R_{t-K+1..t}, s_{t-K+1..t}, a_{t-K+1..t})``
 with ``a_t`` still zero; the policy's prediction at the last slot is ``a_t``.
 After the env step, ``R_{t+1} = R_t - r_t / return_scale``.
 
+A task's prompt is fixed over its episodes, so what the policy makes of it
+can be computed once per rollout: given ``encode_prompt``, the rollout
+encodes each task's prompt before the scan and hands the encoding to the
+policy at every step. :func:`prompt_dt_policy` builds a Prompt-DT's policy
+this way, the prompt's keys and values cached (``pdiff.models.prompt_cache``);
+:func:`evaluate_tuned` rolls out with it.
+
 Families with a ``success`` metric (``TaskFamily.metric_names``, e.g.
 ``metaworld_reach``) also report successes, as Meta-World's evaluation does
 with ``terminate_on_success``: an episode succeeds if the metric is positive
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -31,8 +38,12 @@ import numpy as np
 from pdiff.envs.rollout import Step, scan_steps
 from pdiff.types import Segments
 
-# policy_fn(params, segments [B, K, ...], prompt [B, Kp, ...]) -> actions [B, K, da]
-PolicyFn = Callable[[Any, Segments, Segments], jax.Array]
+# policy_fn(params, segments [B, K, ...], prompt [B, Kp, ...] or its
+# encoding) -> actions [B, K or 1, da]; the last step's action is read.
+PolicyFn = Callable[[Any, Segments, Any], jax.Array]
+# encode_prompt(params, prompt [1, Kp, ...]) -> what policy_fn gets instead
+# of the prompt.
+PromptEncoder = Callable[[Any, Segments], Any]
 
 
 # The per-step metric of a family that marks a successful step.
@@ -114,13 +125,15 @@ def make_prompted_rollout(
     target_return: float | None = None,
     params_per_task: bool = False,
     max_ep_len: int | None = None,
+    encode_prompt: PromptEncoder | None = None,
 ) -> Callable[[Any, Segments, jax.Array, jax.Array], RolloutResult]:
   """Builds ``rollout(params, prompts, task_indices, key) -> RolloutResult``.
 
   Args:
     family: a task family of :mod:`pdiff.envs`.
     policy_fn: ``policy_fn(params, segments, prompt) -> actions [B, K, da]``,
-      e.g. ``lambda p, s, q: model.apply(p, s, q)``.
+      e.g. ``lambda p, s, q: model.apply(p, s, q)``; only the last step's
+      action is read (``[B, 1, da]`` will do).
     context_len: K, the policy's context window.
     num_episodes: episodes per task.
     state_mean: [ds] normalisation statistics used in training.
@@ -131,6 +144,11 @@ def make_prompted_rollout(
       copy per task) instead of being shared.
     max_ep_len: timesteps are clipped to ``max_ep_len - 1``; defaults to the
       family's episode length.
+    encode_prompt: if given, ``encode_prompt(params, prompt [1, Kp, ...])``
+      runs once per task before the episode and ``policy_fn`` gets its
+      result, shared by the task's episodes, instead of the prompt
+      (e.g. :func:`prompt_dt_policy`'s cached prompt). None: ``policy_fn``
+      gets the prompt, ``[num_episodes, Kp, ...]``.
 
   Returns:
     A jitted function. ``prompts`` is a :class:`Segments` with a leading task
@@ -154,7 +172,11 @@ def make_prompted_rollout(
   def one_task(params, prompt, task, key):
     # prompt: Segments [Kp, ...] of one task; task: one Task.
     e = num_episodes
-    prompts = jax.tree.map(lambda x: jnp.broadcast_to(x, (e, *x.shape)), prompt)
+    if encode_prompt is None:
+      context = jax.tree.map(lambda x: jnp.broadcast_to(x, (e, *x.shape)),
+                             prompt)  # [E, Kp, ...]
+    else:  # computed once, before the scan
+      context = encode_prompt(params, jax.tree.map(lambda x: x[None], prompt))
     tasks = jax.tree.map(lambda x: jnp.broadcast_to(x, (e, *x.shape)), task)
     env_state = jax.vmap(family.reset)(jax.random.split(key, e), tasks)
     window = _Window(
@@ -176,7 +198,7 @@ def make_prompted_rollout(
       obs = (env_state.obs - state_mean) / state_std  # [E, ds]
       tt = jnp.full((e,), jnp.minimum(t, max_ep_len - 1), jnp.int32)
       window = window.push(obs, rtg, tt)
-      action = policy_fn(params, window.as_segments(), prompts)[:, -1]  # [E, da]
+      action = policy_fn(params, window.as_segments(), context)[:, -1]  # [E, da]
       return action, (window, rtg, ret, length, success)
 
     def observe(carry, step: Step):
@@ -207,6 +229,41 @@ def make_prompted_rollout(
   return rollout
 
 
+class PromptedPolicy(NamedTuple):
+  """The ``policy_fn`` and ``encode_prompt`` of :func:`make_prompted_rollout`
+  (pass them as ``**policy._asdict()``)."""
+
+  policy_fn: PolicyFn
+  encode_prompt: PromptEncoder | None = None
+
+
+def prompt_dt_policy(model, *, cache_prompt: bool = True) -> PromptedPolicy:
+  """A Prompt-DT (``pdiff.models.PromptDT``) as a rollout's policy.
+
+  Params are the model's ``'params'`` collection; dropout is off.
+
+  Args:
+    model: the Prompt-DT module.
+    cache_prompt: encode each task's prompt once into its keys and values
+      (``PromptDT.prompt_cache``) and predict only the last step's action
+      from them at every step (``PromptDT.predict_with_cache``): the same
+      actions up to float rounding, for less work per step. False: the whole
+      forward pass over prompt and window at every step.
+
+  Returns:
+    The ``PromptedPolicy``.
+  """
+  if not cache_prompt:
+    return PromptedPolicy(
+        lambda p, s, q: model.apply({"params": p}, s, q, deterministic=True))
+  return PromptedPolicy(
+      policy_fn=lambda p, s, cache: model.apply(
+          {"params": p}, s, cache, last_step_only=True,
+          method="predict_with_cache"),
+      encode_prompt=lambda p, q: model.apply({"params": p}, q,
+                                             method="prompt_cache"))
+
+
 def over_seeds(rollout):
   """Adds a seeds axis: ``rollout(params, prompts, task_indices, keys [S])``
   returns a ``RolloutResult`` with fields ``[S, num_tasks, num_episodes]``
@@ -221,8 +278,7 @@ def _cached_rollout(family, model, context_len, num_episodes, mean_bytes,
   """One jitted rollout per distinct setting, so repeated evaluations of the
   same PLM compile once (state statistics are part of the key as bytes)."""
   return make_prompted_rollout(
-      family,
-      lambda p, s, q: model.apply({"params": p}, s, q, deterministic=True),
+      family, **prompt_dt_policy(model)._asdict(),
       context_len=context_len, num_episodes=num_episodes,
       state_mean=np.frombuffer(mean_bytes, np.float32),
       state_std=np.frombuffer(std_bytes, np.float32),
@@ -234,7 +290,8 @@ def evaluate_tuned(plm, family, tuned, task_indices, key, *, num_episodes: int,
   """Rolls out a PLM (``pdiff.models.PretrainedPolicy``) with tuned prompts.
 
   The rollout is compiled once per (family, model, statistics, context,
-  episodes) and reused by later calls.
+  episodes) and reused by later calls. Each task's prompt is encoded once
+  into its keys and values (:func:`prompt_dt_policy`).
 
   Args:
     plm: the pre-trained policy (model, statistics, context length).

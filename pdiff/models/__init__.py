@@ -7,10 +7,12 @@ from pdiff.models.policy import (
     masked_action_mse,
     stack_tuned,
 )
+from pdiff.models.prompt_cache import PromptCache
 from pdiff.models.prompt_dt import PromptDT, make_prompt_dt
 
 __all__ = [
     "PretrainedPolicy",
+    "PromptCache",
     "PromptDT",
     "PromptDenoiser",
     "TunedPolicy",

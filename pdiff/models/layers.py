@@ -5,9 +5,10 @@ residual branch), optional bottleneck adapters inside each branch (applied
 whenever their parameters are present), the attention-mask helper that
 combines causality with token padding, and dropout (a layer, and attention)
 whose keep masks are those of `flax.linen`'s, drawn several times faster on a
-CPU. The block can compute some tokens' outputs alone, and the dropout masks
-can be drawn for a section of a larger array (a microbatch of a batch, some
-tokens of a sequence) as that array would get them.
+CPU. The block can compute some tokens' outputs alone, and attend to cached
+keys and values of tokens before its own (`pdiff.models.prompt_cache`); the
+dropout masks can be drawn for a section of a larger array (a microbatch of
+a batch, some tokens of a sequence) as that array would get them.
 
 Shapes use: B batch, L tokens, H hidden size.
 """
@@ -23,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from pdiff.models.prompt_cache import KeyValuePrefix, attention_with_prefix
 
 # GPT-2 initialises every transformer weight with N(0, 0.02) and scales the
 # residual output projections by 1 / sqrt(2 * num_layers).
@@ -415,7 +418,9 @@ class CausalTransformerBlock(nn.Module):
       self, x: jax.Array, mask: jax.Array, *, deterministic: bool,
       dropout_rows: tuple[jax.Array | int, int] | None = None,
       query_tokens: tuple[int, int] | None = None,
-  ) -> jax.Array:
+      prefix: KeyValuePrefix | None = None,
+      return_key_values: bool = False,
+  ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """Applies the block.
 
     Args:
@@ -429,12 +434,24 @@ class CausalTransformerBlock(nn.Module):
         `start, start + stride, ...` only (all tokens are still attended
         to): the same values as the rows of the whole output, with the same
         dropout masks, for a fraction of the work. None: all tokens.
+      prefix: keys, values and mask of tokens that come before `x`'s (a
+        `PromptCache.prefix`), which every token of `x` may attend to;
+        `mask` then covers `x`'s tokens only. Needs `deterministic`.
+      return_key_values: also return the attention keys and values of `x`'s
+        tokens (what a `PromptCache` holds). Needs `deterministic`.
 
     Returns:
       [B, L, H] token features, or [B, Lq, H] with `query_tokens` (Lq of
-      them).
+      them); with `return_key_values`, a pair of those and `(keys, values)`,
+      each [B, L, heads, H / heads].
+
+    Raises:
+      ValueError: on `prefix` or `return_key_values` with dropout on.
     """
     batch, length, hidden = x.shape
+    cached = prefix is not None or return_key_values
+    if cached and not deterministic and self.dropout_rate > 0.0:
+      raise ValueError("prefix and return_key_values need deterministic=True")
     out_stddev = GPT2_INIT_STDDEV / math.sqrt(2 * self.num_layers)
     adapter_dim = self.adapter_dim
     if self.has_variable("params", "adapter"):  # merged in after init
@@ -455,6 +472,13 @@ class CausalTransformerBlock(nn.Module):
     if query_tokens is not None:
       x = x[:, first::stride]  # [B, Lq, H]
       queries, query_mask = h[:, first::stride], mask[:, :, first::stride]
+    record = [] if return_key_values else None
+    if cached:
+      attention_fn = functools.partial(attention_with_prefix, prefix=prefix,
+                                       record=record)
+    else:
+      attention_fn = functools.partial(dot_product_attention,
+                                       query_section=tokens)
     h = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads,
         qkv_features=hidden,
@@ -463,8 +487,7 @@ class CausalTransformerBlock(nn.Module):
         broadcast_dropout=True,  # one [L, L] mask for all rows
         kernel_init=nn.initializers.normal(GPT2_INIT_STDDEV),
         out_kernel_init=nn.initializers.normal(out_stddev),
-        attention_fn=functools.partial(dot_product_attention,
-                                       query_section=tokens),
+        attention_fn=attention_fn,
         name="attention")(queries, h, mask=query_mask,
                           deterministic=deterministic)
     # Named as flax names nn.Dropout modules: the dropout keys derive from
@@ -481,4 +504,6 @@ class CausalTransformerBlock(nn.Module):
         h, deterministic=deterministic, section=section)
     if adapters is not None:
       h = adapters.after_mlp(h)
+    if return_key_values:
+      return x + h, record[0]  # [B, L or Lq, H], ([B, L, heads, d],) * 2
     return x + h  # [B, L or Lq, H]

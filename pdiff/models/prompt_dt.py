@@ -21,6 +21,9 @@ to all tokens: the other tokens' last-layer outputs are never read.)
 There are no positional embeddings: a learned timestep embedding is added to
 each token instead. Padded steps (mask 0, on the left) of both prompt and main
 sequence cannot be attended to, so the real outputs ignore what they hold.
+The prompt tokens attend only to one another: `prompt_cache` computes their
+keys and values once, and `predict_with_cache` runs the blocks over the main
+sequence alone with them (evaluation; `pdiff.models.prompt_cache`).
 
 Two optional parameter entries, absent from ``init``'s parameters, serve
 prompt tuning without changing the module or its config: a top-level
@@ -44,6 +47,7 @@ from pdiff.models.layers import (
     causal_padding_mask,
     whole_axis,
 )
+from pdiff.models.prompt_cache import PromptCache
 from pdiff.types import Segments
 
 # Tokens per step: return-to-go, state, action.
@@ -211,29 +215,11 @@ class PromptDT(nn.Module):
     Returns:
       [B, K, da] predicted actions (in [-1, 1] when `action_tanh`).
     """
-    if prompt is not None and prompt_embeddings is not None:
-      raise ValueError("give either prompt or prompt_embeddings, not both")
-    if prompt_mask is not None and prompt_embeddings is None:
-      raise ValueError("prompt_mask is only used with prompt_embeddings")
-    self._check_segments(segments, "segments")
     batch, steps = segments.mask.shape
-
-    tokens, token_mask = self._embed_steps(
-        segments, self.embed_return, self.embed_state, self.embed_action,
-        self.embed_timestep)  # [B, 3K, H], [B, 3K]
-    tokens = self.embed_ln(tokens)
-    tokens = jnp.where(token_mask[..., None] > 0, tokens, 0.0)
-
-    if prompt is not None:
-      prompt_embeddings, prompt_mask = self.embed_prompt(prompt)
+    tokens, token_mask = self._embed_window(segments)  # [B, 3K, H], [B, 3K]
+    prompt_embeddings, prompt_mask = self._prompt_tokens(
+        prompt, prompt_embeddings, prompt_mask)
     if prompt_embeddings is not None:
-      if prompt_embeddings.ndim != 3 or (
-          prompt_embeddings.shape[-1] != self.hidden_dim):
-        raise ValueError(
-            "prompt_embeddings must have shape [B, P, hidden_dim="
-            f"{self.hidden_dim}], got {prompt_embeddings.shape}")
-      if prompt_mask is None:
-        prompt_mask = jnp.ones(prompt_embeddings.shape[:2], jnp.float32)
       num_prompt = prompt_embeddings.shape[1]
       prompt_embeddings = jnp.broadcast_to(
           prompt_embeddings, (batch, num_prompt, self.hidden_dim))
@@ -259,11 +245,93 @@ class PromptDT(nn.Module):
     x = self.blocks[-1](x, attention_mask, deterministic=deterministic,
                         dropout_rows=dropout_rows,
                         query_tokens=(first_state, TOKENS_PER_STEP))
-    x = self.final_ln(x)  # [B, K, H]
-    actions = self.predict_action(x)  # [B, K, da]
-    if self.action_tanh:
-      actions = jnp.tanh(actions)
-    return actions
+    return self._predict(x)
+
+  def _embed_window(self, segments: Segments) -> tuple[jax.Array, jax.Array]:
+    """Main-sequence tokens [B, 3K, H] after LN (0 if padded), mask [B, 3K]."""
+    self._check_segments(segments, "segments")
+    tokens, token_mask = self._embed_steps(
+        segments, self.embed_return, self.embed_state, self.embed_action,
+        self.embed_timestep)  # [B, 3K, H], [B, 3K]
+    tokens = self.embed_ln(tokens)
+    return jnp.where(token_mask[..., None] > 0, tokens, 0.0), token_mask
+
+  def _prompt_tokens(self, prompt, prompt_embeddings, prompt_mask):
+    """Prompt tokens [Bp, P, H] and mask [Bp, P]; (None, None) if none."""
+    if prompt is not None and prompt_embeddings is not None:
+      raise ValueError("give either prompt or prompt_embeddings, not both")
+    if prompt_mask is not None and prompt_embeddings is None:
+      raise ValueError("prompt_mask is only used with prompt_embeddings")
+    if prompt is not None:
+      return self.embed_prompt(prompt)
+    if prompt_embeddings is None:
+      return None, None
+    if prompt_embeddings.shape[-1:] != (self.hidden_dim,) or (
+        prompt_embeddings.ndim != 3):
+      raise ValueError(
+          "prompt_embeddings must have shape [B, P, hidden_dim="
+          f"{self.hidden_dim}], got {prompt_embeddings.shape}")
+    if prompt_mask is None:
+      prompt_mask = jnp.ones(prompt_embeddings.shape[:2], jnp.float32)
+    return prompt_embeddings, prompt_mask
+
+  def _predict(self, x: jax.Array) -> jax.Array:
+    """Actions [B, Kq, da] from the last block's state-token outputs."""
+    actions = self.predict_action(self.final_ln(x))
+    return jnp.tanh(actions) if self.action_tanh else actions
+
+  def prompt_cache(
+      self,
+      prompt: Segments | None = None,
+      *,
+      prompt_embeddings: jax.Array | None = None,
+      prompt_mask: jax.Array | None = None,
+  ) -> PromptCache:
+    """Keys and values of the prompt's tokens in every block, dropout off
+    (see `pdiff.models.prompt_cache`); the prompt arguments are
+    `__call__`'s, batch Bp (1 serves every row of a batch). Raises
+    ValueError without a prompt.
+    """
+    tokens, mask = self._prompt_tokens(prompt, prompt_embeddings, prompt_mask)
+    if tokens is None:
+      raise ValueError("prompt_cache needs prompt or prompt_embeddings")
+    attention_mask = causal_padding_mask(mask)  # [Bp, 1, P, P]
+    x, keys_values = tokens, []
+    for block in self.blocks:
+      x, key_values = block(x, attention_mask, deterministic=True,
+                            return_key_values=True)
+      keys_values.append(key_values)
+    keys, values = zip(*keys_values, strict=True)
+    return PromptCache(keys=keys, values=values, mask=mask.astype(jnp.float32))
+
+  def predict_with_cache(self, segments: Segments, cache: PromptCache, *,
+                         last_step_only: bool = False) -> jax.Array:
+    """`__call__(segments, prompt)`'s actions, dropout off, up to float
+    rounding: the blocks run over the window's tokens alone, with the
+    prompt's keys and values taken from `cache`.
+
+    Args:
+      segments: [B, K] input windows, left-padded.
+      cache: `prompt_cache(prompt)`, batch B or 1.
+      last_step_only: predict the last step's action alone (what a rollout
+        reads): the last block computes one token per row.
+
+    Returns:
+      [B, K, da] predicted actions, or [B, 1, da] with `last_step_only`.
+    """
+    batch, steps = segments.mask.shape
+    if len(cache.keys) != self.num_layers or cache.mask.shape[0] not in (
+        1, batch):
+      raise ValueError(f"cache must hold {self.num_layers} blocks of batch 1 "
+                       f"or {batch}, got {jax.tree.map(jnp.shape, cache)}")
+    x, token_mask = self._embed_window(segments)  # [B, 3K, H], [B, 3K]
+    attention_mask = causal_padding_mask(token_mask)  # [B, 1, 3K, 3K]
+    first = STATE_TOKEN + TOKENS_PER_STEP * (steps - 1) * last_step_only
+    for i, block in enumerate(self.blocks):
+      x = block(x, attention_mask, deterministic=True, prefix=cache.prefix(i),
+                query_tokens=((first, TOKENS_PER_STEP)
+                              if i == self.num_layers - 1 else None))
+    return self._predict(x)  # [B, K or 1, da]
 
 
 def make_prompt_dt(
