@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -93,3 +94,101 @@ def write_report(results: dict, out_prefix: str, *, family: str,
     f.write(md)
   os.replace(out_prefix + ".md.tmp", out_prefix + ".md")
   return md
+
+
+# Settings of a return curve: points measured with others do not mix.
+CURVE_SETTINGS = ("family", "quality", "num_shots", "num_episodes", "seed",
+                  "split")
+
+
+def shortfall(plm_return: float, data_return: float) -> float:
+  """How far the PLM trails its data, as a share of the data's return:
+  ``(data - plm) / |data|`` (0 = level, 0.1 = 10% short; negative when the
+  PLM does better)."""
+  return (data_return - plm_return) / max(abs(data_return), 1e-8)
+
+
+def return_curve(load_plm, steps, family, dataset_root: str, *, path: str,
+                 quality: str, num_shots: int, num_episodes: int, seed: int,
+                 split: str = "train", log=print) -> dict:
+  """Return of a PLM's checkpoints on one split's tasks, against their data.
+
+  Every checkpoint is evaluated as :func:`evaluate_pretrained` does, with the
+  same seed, so the same prompts and keys at every step. ``path`` (JSON) is
+  written after each point and read first: steps already measured with the
+  same settings are not evaluated again, so a stopped curve resumes.
+
+  Args:
+    load_plm: ``step -> PretrainedPolicy`` (e.g. ``functools.partial(
+      pdiff.training.pretrain.load_pretrained_policy, pretrain_dir)``).
+    steps: checkpoint steps to evaluate.
+    family: the PLM's task family.
+    dataset_root: where the family's datasets are.
+    path: the curve's JSON file.
+    quality, num_shots, num_episodes, seed: as :func:`evaluate_pretrained`.
+    split: ``"train"`` (choose steps, size and K on these) or ``"test"``.
+    log: called with a line per evaluated point.
+
+  Returns:
+    ``{"settings": {...}, "points": [{"step", "return_mean",
+    "dataset_return", "shortfall", "tasks", "task_returns", "seconds"}]}``,
+    points in increasing step order.
+
+  Raises:
+    ValueError: if ``path`` holds a curve measured with other settings
+      (naming the fields), or ``split`` is unknown.
+  """
+  from pdiff.evaluation.report import write_json_atomic  # noqa: PLC0415
+
+  if split not in ("train", "test"):
+    raise ValueError(f"return curve: split must be 'train' or 'test', got "
+                     f"{split!r}.")
+  settings = dict(family=family.name, quality=quality, num_shots=num_shots,
+                  num_episodes=num_episodes, seed=seed, split=split)
+  curve = dict(settings=settings, points=[])
+  if os.path.exists(path):
+    with open(path) as f:
+      curve = json.load(f)
+    old = curve.get("settings", {})
+    differ = [k for k in CURVE_SETTINGS if old.get(k) != settings[k]]
+    if differ:
+      raise ValueError(
+          f"{path}: a return curve measured with other settings ("
+          + ", ".join(f"{k}: {old.get(k)!r}, now {settings[k]!r}"
+                      for k in differ)
+          + "); move it away or measure with its settings.")
+  done = {p["step"] for p in curve["points"]}
+  for step in steps:
+    if int(step) in done:
+      continue
+    r = evaluate_pretrained(load_plm(int(step)), family, dataset_root,
+                            quality=quality, num_shots=num_shots,
+                            num_episodes=num_episodes, seed=seed,
+                            splits=(split,))[split]
+    ret = float(np.mean(r["return_mean"]))
+    data = float(np.mean(r["dataset_return"]))
+    curve["points"].append(dict(
+        step=int(step), return_mean=ret, dataset_return=data,
+        shortfall=shortfall(ret, data), tasks=r["tasks"],
+        task_returns=r["return_mean"], seconds=r["seconds"]))
+    curve["points"].sort(key=lambda p: p["step"])
+    write_json_atomic(path, curve)
+    log(f"step {step}: return {ret:.1f}, data {data:.1f} "
+        f"({100 * shortfall(ret, data):.1f}% short), {r['seconds']:.0f} s")
+  return curve
+
+
+def curve_markdown(curve: dict) -> str:
+  """A return curve as a markdown table."""
+  s = curve["settings"]
+  lines = [f"## Prompt-DT on {s['family']}'s {s['split']} tasks over "
+           f"pre-training", "",
+           f"Few-shot prompts from {s['quality']} data ({s['num_shots']} "
+           f"shots), {s['num_episodes']} episodes per task, seed {s['seed']}; "
+           "shortfall = (data - PLM) / |data|.", "",
+           "| step | PLM return | data return | shortfall |",
+           "|---:|---:|---:|---:|"]
+  lines += [f"| {p['step']} | {p['return_mean']:.1f} | "
+            f"{p['dataset_return']:.1f} | {100 * p['shortfall']:.1f}% |"
+            for p in curve["points"]]
+  return "\n".join(lines) + "\n"

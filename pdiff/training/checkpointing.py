@@ -124,6 +124,21 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints kept in ``{workdir}/checkpoints``, in
+  increasing order (empty when there are none)."""
+  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+  if not os.path.isdir(directory):
+    return []
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(
+          read_only=True, create=False, save_interval_steps=0))
+  try:
+    return sorted(int(s) for s in manager.all_steps())
+  finally:
+    manager.close()
+
+
 def load_pretrained(
     workdir: str,
     step: int | None = None,

@@ -17,6 +17,7 @@ from pdiff import envs, stages
 from pdiff.data import loading
 from pdiff.data.normalization import state_statistics
 from pdiff.pipeline import prepare
+from pdiff.training import checkpointing
 from pdiff.training import pretrain as pretrain_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -168,3 +169,30 @@ def test_state_statistics_pool_as_configured(collected):
   config.state_statistics = "test"
   with pytest.raises(ValueError, match="state_statistics"):
     pretrain_lib.load_training_data(config, family, root)
+
+
+def test_evaluate_measures_a_return_curve_over_checkpoints(collected,
+                                                           exported):
+  del exported  # pretrain.py has run in `collected`
+  pretrain_dir = str(collected / "pretrain")
+  kept = checkpointing.checkpoint_steps(pretrain_dir)
+  assert kept == [10, 20]  # the tiny preset: every 10 of 20 steps
+  launch("evaluate.py", f"--workdir={collected}", "--curve", "--episodes=1")
+  with open(collected / "results" / "return_curve_train.json") as f:
+    curve = json.load(f)
+  family = envs.make("point_robot")
+  assert curve["settings"]["split"] == "train"
+  assert [p["step"] for p in curve["points"]] == kept
+  for p in curve["points"]:
+    assert p["tasks"] == list(family.train_tasks)
+    assert np.isfinite(p["task_returns"]).all()
+    assert p["return_mean"] == pytest.approx(np.mean(p["task_returns"]))
+    assert p["shortfall"] == pytest.approx(
+        (p["dataset_return"] - p["return_mean"]) / abs(p["dataset_return"]))
+  assert (collected / "results" / "return_curve_train.md").exists()
+  proc = subprocess.run(
+      [sys.executable, "experiments/evaluate.py", f"--workdir={collected}",
+       "--curve", "--steps=15"], cwd=ROOT, capture_output=True, text=True,
+      timeout=600, env=ENV)
+  assert proc.returncode != 0
+  assert "no checkpoint at [15]" in proc.stderr
