@@ -92,6 +92,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "reference_returns": runs.render_reference_returns,
     "all_methods": runs.render_all_methods,
     "family_runs": runs.render_family_runs,
+    "compute_budget": runs.render_compute_budget,
     "return_conditioning": families.render_return_conditioning,
     "behavior_policies": families.render_behavior_policies,
     "shipped_plms": families.render_shipped_plms,

@@ -145,3 +145,66 @@ def render_family_runs(sources: Sources) -> str:
     parts.append(f"### `{family}`\n\n"
                  + _render_run(sources, path, timing=True))
   return "\n\n".join(parts)
+
+
+def _run_label(results: dict) -> str:
+  config = results.get("config") or {}
+  episodes = config.get("eval_episodes", "?")
+  return (f"{len(results.get('methods') or {})} rows x "
+          f"{len(results.get('seeds') or ())} seeds x "
+          f"{len(results.get('test_tasks') or ())} test tasks, {episodes} "
+          f"episode{'' if episodes == 1 else 's'} each")
+
+
+def render_compute_budget(sources: Sources) -> str:
+  """Wall time of every committed run and how it splits, and each method's
+  cost per seed on the all-methods run (docs/paper.md)."""
+  paths = sorted(sources.path("results").glob("*/results.json"))
+  rows = []
+  for path in paths:
+    r = _load_json(path)
+    stages = r.get("stage_seconds") or {}
+    methods = (r.get("methods") or {}).values()
+    tune = sum(sum(m.get("tune_seconds") or ()) for m in methods)
+    evals = sum(sum(m.get("eval_seconds") or ()) for m in methods)
+    load = (r.get("provenance") or {}).get("load_average_1min")
+    rows.append([
+        f"`{_rel(sources, path.parent)}`", _run_label(r),
+        _seconds(stages.get("datasets", 0) + stages.get("pretrain", 0)),
+        _seconds(stages.get("prepare", 0)), _seconds(tune), _seconds(evals),
+        _seconds(r["wall_seconds"]) if "wall_seconds" in r else "-",
+        f"{load:.1f}" if load is not None else "-"])
+  table = _table(
+      ["run", "size", "datasets and PLM", "methods' preparation",
+       "tuning (sum of rows)", "evaluation (sum of rows)", "wall",
+       "load average"], rows, ["l", "l"] + ["r"] * 6)
+  lines = [
+      "Measured on a 2-core CPU from the shipped PLMs and behaviour "
+      "policies, from the committed `results/*/results.json` (load average: "
+      "1-minute, when the results were written, where recorded; the "
+      "machine was often shared, so these are upper bounds for an idle "
+      "one). Tuning and evaluation are summed over each run's method x "
+      "seed rows as they were computed; a row reused from an earlier run in "
+      "the same work directory keeps its own time and is not in the run's "
+      "wall time.", "", table]
+  path = sources.path(ALL_METHODS_RESULTS)
+  if path.is_file():
+    r = _load_json(path)
+    per = []
+    for label in r.get("row_order") or sorted(r["methods"]):
+      m = r["methods"][label]
+      tune, evals = m.get("tune_seconds") or (), m.get("eval_seconds") or ()
+      if not tune:
+        continue
+      per.append([label, _seconds(sum(tune) / len(tune)),
+                  _seconds(sum(evals) / max(len(evals), 1)),
+                  _seconds((sum(tune) + sum(evals)) / len(tune))])
+    lines += [
+        "", f"Per seed (its {len(r.get('test_tasks') or ())} test tasks) on "
+        f"`{_rel(sources, path.parent)}`, mean over its "
+        f"{len(r.get('seeds') or ())} seeds; an experiment costs the sum of "
+        "its families x rows x seeds (Table 1 runs every row below on each "
+        "family, the ablation Prompt Diffuser's four modes):", "",
+        _table(["row", "tuning", "evaluation", "total"], per,
+               ["l", "r", "r", "r"])]
+  return "\n".join(lines)
