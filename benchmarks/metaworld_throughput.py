@@ -13,8 +13,13 @@ whole batch of episodes from inside the jitted rollout. This times:
             same batch (a randomly initialised model at the ``cpu``
             pre-training preset's shape; a trained one costs the same)
 
-Compile times are reported apart; run times are the fastest of
-``--timed_runs`` (the least disturbed on a shared machine).
+Each setting is timed twice in the same run: with the batch stepped in this
+process (``PDIFF_HOST_WORKERS=1``: the record's plain fields) and split over
+host worker processes (``--pool_workers``, default ``auto``: the fields
+ending in ``_pool``; ``workers`` is how many the batch got, ``pool_start_s``
+the time to start them, which the timed runs leave out). Compile times are
+reported apart; run times are the fastest of ``--timed_runs`` (the least
+disturbed on a shared machine).
 
   PYTHONPATH=. python benchmarks/metaworld_throughput.py
   PYTHONPATH=. python benchmarks/metaworld_throughput.py --settings=5x20
@@ -40,7 +45,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import evaluation_throughput as evaluation  # noqa: E402
 
 from pdiff import envs  # noqa: E402
-from pdiff.envs import metaworld_reach  # noqa: E402
+from pdiff.envs import host_pool, metaworld_reach  # noqa: E402
 from pdiff.evaluation.report import write_json_atomic  # noqa: E402
 
 _SETTINGS = flags.DEFINE_list(
@@ -52,6 +57,10 @@ _SINGLE_STEPS = flags.DEFINE_integer(
     "single_steps", 2000, "Steps of the single-env anchor per repeat.")
 _TIMED_RUNS = flags.DEFINE_integer("timed_runs", 3, "Timed runs per program.")
 _PRESET = flags.DEFINE_string("model_preset", "cpu", "Model shape (pretrain preset).")
+_POOL_WORKERS = flags.DEFINE_string(
+    "pool_workers", "auto",
+    f"{host_pool.ENV_VAR} for the timings with host workers (a positive "
+    "integer or auto: the available cores, capped by the batch).")
 _JSON_OUTPUT = flags.DEFINE_string(
     "json_output", os.path.join(os.path.dirname(__file__), "results",
                            "metaworld_throughput.json"),
@@ -79,6 +88,24 @@ def measure_single(num_steps: int, repeats: int) -> dict:
           "single_steps_per_s": round(num_steps / min(times), 1)}
 
 
+def measure_setting(family, num_tasks: int, num_episodes: int) -> dict:
+  """The batched env and the rollout, timed under the current
+  ``PDIFF_HOST_WORKERS``; the host workers are started before the timing."""
+  batch = num_tasks * num_episodes
+  indices = np.resize(np.asarray(family.test_tasks), batch)
+  start = time.perf_counter()
+  metaworld_reach.worker_pool(family.task_values).run("reset", indices)
+  pool_start_s = time.perf_counter() - start
+  env_timing = evaluation.measure_env(family, num_tasks, num_episodes,
+                                      _EPISODE_STEPS.value, _TIMED_RUNS.value)
+  record = evaluation.measure(family, _PRESET.value, num_tasks,
+                              num_episodes, _EPISODE_STEPS.value,
+                              _TIMED_RUNS.value, env_timing, time_policy=False)
+  record["workers"] = host_pool.workers_for(batch)
+  record["pool_start_s"] = round(pool_start_s, 2)
+  return record
+
+
 def main(argv):
   del argv
   family = dataclasses.replace(envs.make("metaworld_reach"),
@@ -88,19 +115,29 @@ def main(argv):
   records = []
   for text in _SETTINGS.value:
     num_tasks, num_episodes = evaluation.parse_batch(text)
-    env_timing = evaluation.measure_env(family, num_tasks, num_episodes,
-                                        _EPISODE_STEPS.value, _TIMED_RUNS.value)
-    record = evaluation.measure(family, _PRESET.value, num_tasks,
-                                num_episodes, _EPISODE_STEPS.value,
-                                _TIMED_RUNS.value, env_timing, time_policy=False)
-    record["env_over_single"] = round(
-        record["env_steps_per_s"] / single["single_steps_per_s"], 2)
-    record["rollout_over_single"] = round(
-        record["rollout_steps_per_s"] / single["single_steps_per_s"], 2)
+    os.environ[host_pool.ENV_VAR] = "1"
+    record = measure_setting(family, num_tasks, num_episodes)
+    os.environ[host_pool.ENV_VAR] = _POOL_WORKERS.value
+    pool = measure_setting(family, num_tasks, num_episodes)
+    for name in ("env", "rollout"):
+      for field in ("run_s", "steps_per_s"):
+        record[f"{name}_{field}_pool"] = pool[f"{name}_{field}"]
+      record[f"{name}_pool_over_in_process"] = round(
+          pool[f"{name}_steps_per_s"] / record[f"{name}_steps_per_s"], 2)
+      for suffix in ("", "_pool"):
+        record[f"{name}{suffix}_over_single"] = round(
+            record[f"{name}_steps_per_s{suffix}"]
+            / single["single_steps_per_s"], 2)
+    record["workers"] = pool["workers"]
+    record["pool_start_s"] = pool["pool_start_s"]
+    print(json.dumps({k: v for k, v in record.items()
+                      if "pool" in k or k == "workers"}), flush=True)
     records.append(record)
   meta = {
       "jax": jax.__version__, "devices": str(jax.devices()),
-      "cpu_count": os.cpu_count(), "platform": platform.platform(),
+      "cpu_count": os.cpu_count(),
+      "available_cores": host_pool.available_cores(),
+      "pool_workers": _POOL_WORKERS.value, "platform": platform.platform(),
       "python": platform.python_version(),
       "load_average_1min": round(os.getloadavg()[0], 2),
       **single,

@@ -19,7 +19,8 @@ counter, carried as raw bits. A batch of episodes is one callback that
 restores each episode's state into the task's environment, calls its
 ``step`` and reads the state back, which steps bit for bit like an
 environment stepped without interruption (tests check rewards and
-observations on recorded actions).
+observations on recorded actions). ``PDIFF_HOST_WORKERS`` splits the batch
+over worker processes (``pdiff.envs.host_pool``) with identical results.
 
 Episodes last 500 steps (Meta-World's ``max_path_length``, Prompt-DT's
 ``max_ep_len``) and never terminate early; the reward per step is in
@@ -38,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdiff.envs import base
+from pdiff.envs import base, host_pool
 from pdiff.envs.locomotion import task_table_field
 
 METAWORLD_BACKENDS = ("mujoco",)
@@ -67,29 +68,39 @@ def import_metaworld():
 class HostEnvs:
   """One Meta-World reach environment per task, stepped from given states.
 
+  A task's environment is built on its first use (a host worker builds only
+  those of its episodes' tasks).
+
   Attributes:
     state_words: length of a state as ``uint32`` words (float64 MuJoCo
       integration state, then the float64 previous-frame observation).
   """
 
   def __init__(self, task_values: tuple[tuple[float, ...], ...]):
-    metaworld, mujoco = import_metaworld()
+    self._metaworld, mujoco = import_metaworld()
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS  # noqa: PLC0415
 
     self._mujoco = mujoco
     self._spec = mujoco.mjtState.mjSTATE_INTEGRATION
-    env_cls = ALL_V3_ENVIRONMENTS[ENV_NAME]
-    self.envs = []
-    for values in task_values:
-      env = env_cls()
-      env.set_task(metaworld.Task(env_name=ENV_NAME, data=pickle.dumps(dict(
-          env_cls=env_cls, rand_vec=np.asarray(values, np.float64),
-          partially_observable=True))))
-      self.envs.append(env)
-    env = self.envs[0]
+    self._env_cls = ALL_V3_ENVIRONMENTS[ENV_NAME]
+    self._task_values = task_values
+    self._envs: dict[int, object] = {}
+    env = self.env(0)
     self._mj_size = mujoco.mj_stateSize(env.model, self._spec)
     self.state_words = 2 * (self._mj_size + _PREV_OBS_SIZE)
     self._reset_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+  def env(self, index: int):
+    """Task ``index``'s Meta-World environment (built on first use)."""
+    index = int(index)
+    if index not in self._envs:
+      values = self._task_values[index]  # IndexError for an unknown task
+      env = self._env_cls()
+      env.set_task(self._metaworld.Task(env_name=ENV_NAME, data=pickle.dumps(
+          dict(env_cls=self._env_cls, rand_vec=np.asarray(values, np.float64),
+               partially_observable=True))))
+      self._envs[index] = env
+    return self._envs[index]
 
   def _read(self, env) -> np.ndarray:
     state = np.empty(self._mj_size + _PREV_OBS_SIZE, np.float64)
@@ -115,7 +126,7 @@ class HostEnvs:
     (deterministic: Meta-World's reset depends on the task only)."""
     index = int(index)
     if index not in self._reset_cache:
-      env = self.envs[index]
+      env = self.env(index)
       obs, _ = env.reset()
       self._reset_cache[index] = (self._read(env), np.asarray(obs))
     words, obs = self._reset_cache[index]
@@ -128,7 +139,7 @@ class HostEnvs:
     Returns:
       ``(state words, observation [39], reward, success, tcp_to_target)``.
     """
-    env = self.envs[int(index)]
+    env = self.env(index)
     self._write(env, words, path_length)
     obs, reward, _, _, info = env.step(np.asarray(action, np.float64))
     if env._did_see_sim_exception:  # noqa: SLF001
@@ -161,6 +172,33 @@ def _batched(fn, n_out):
       outs.append(stacked.reshape(batch + stacked.shape[1:]))
     return tuple(outs)
   return run
+
+
+def _reset_episode(host: HostEnvs, index):
+  words, obs = host.reset(index)
+  return words, obs.astype(np.float32)
+
+
+def _step_episode(host: HostEnvs, index, words, path_length, action):
+  return _as_float32(host.step(index, words, path_length, action))
+
+
+@functools.cache
+def batched_ops(task_values: tuple[tuple[float, ...], ...]):
+  """``{"reset", "step"}`` -> the family's callbacks over batch axes, as
+  run in this process or in each host worker."""
+  host = host_envs(task_values)
+  return {"reset": _batched(functools.partial(_reset_episode, host), 2),
+          "step": _batched(functools.partial(_step_episode, host), 5)}
+
+
+@functools.cache
+def worker_pool(task_values: tuple[tuple[float, ...], ...]
+                ) -> host_pool.HostPool:
+  """The process's host workers for these tasks (started on first use;
+  ``PDIFF_HOST_WORKERS`` sets how many, see ``pdiff.envs.host_pool``)."""
+  return host_pool.HostPool(
+      "metaworld_reach", functools.partial(batched_ops, task_values))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -229,13 +267,8 @@ class MetaWorldReach(base.TaskFamily):
     given the task, so ``key`` is unused."""
     del key
     host = self.host
-
-    def reset_one(index):
-      words, obs = host.reset(index)
-      return words, obs.astype(np.float32)
-
     words, obs = jax.pure_callback(
-        _batched(reset_one, 2),
+        worker_pool(self.task_values).callback("reset"),
         (jax.ShapeDtypeStruct((host.state_words,), jnp.uint32),
          jax.ShapeDtypeStruct((OBSERVATION_SIZE,), jnp.float32)),
         task.index, vmap_method="broadcast_all")
@@ -252,7 +285,7 @@ class MetaWorldReach(base.TaskFamily):
     host = self.host
     f32 = jnp.float32
     words, new_obs, reward, success, distance = jax.pure_callback(
-        _batched(lambda i, w, p, a: _as_float32(host.step(i, w, p, a)), 5),
+        worker_pool(self.task_values).callback("step"),
         (jax.ShapeDtypeStruct((host.state_words,), jnp.uint32),
          jax.ShapeDtypeStruct((OBSERVATION_SIZE,), f32),
          jax.ShapeDtypeStruct((), f32), jax.ShapeDtypeStruct((), f32),
