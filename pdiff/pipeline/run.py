@@ -172,7 +172,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   info = {label: dict(
       method=method.name,
       trainable_parameters=int(method.trainable_parameters(context, mconf)),
-      information=method.information(mconf),
+      information=method.information(
+          mconf, tuning_runs.few_shot_source(config)),
       online_episodes=int(method.online_episodes(mconf)),
       diagnostic=method.diagnostic) for label, method, mconf in rows}
   plm_size = int(sum(np.size(x) for x in jax.tree.leaves(plm.params)))

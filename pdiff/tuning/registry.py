@@ -120,10 +120,20 @@ class Method:
       return [(self.name, config)]
     return [(f"{self.name}[{suffix}]", c) for suffix, c in self.variants(config)]
 
-  def information(self, config) -> str:
+  def information(self, config, few_shot_source: str = "test_task") -> str:
     """What the method used, for the table: e.g. ``"few-shot + 40 online
-    episodes"``."""
-    text = "few-shot" if self.data == "few_shot" else "full dataset"
+    episodes"``; ``few_shot_source="training_tasks"`` (the zero-shot
+    protocol: the few-shot trajectories come from the training tasks) gives
+    ``"zero-shot (training tasks' trajectories)"``."""
+    if few_shot_source not in ("test_task", "training_tasks"):
+      raise ValueError(f"few_shot_source must be 'test_task' or "
+                       f"'training_tasks', got {few_shot_source!r}.")
+    if self.data != "few_shot":
+      text = "full dataset"
+    elif few_shot_source == "test_task":
+      text = "few-shot"
+    else:
+      text = "zero-shot (training tasks' trajectories)"
     episodes = int(self.online_episodes(config))
     if episodes:
       text += f" + {episodes} online episodes"

@@ -251,6 +251,9 @@ def test_table3_runs_few_shot_and_zero_shot_each_in_its_own_directory(
                                        "results.json"))
     assert results["fingerprint"] == s["fingerprints"][setting]
     assert results["few_shot_source"] == s["few_shot_sources"][setting]
+    assert results["methods"]["prompt_dt"]["information"] == (
+        "few-shot" if setting == "few_shot"
+        else "zero-shot (training tasks' trajectories)")
   assert s["fingerprints"]["few_shot"] != s["fingerprints"]["zero_shot"]
   for label in ("prompt_dt", "prompt_diffuser[projection]"):
     few = run_files(os.path.join(fdir, "table3", "few_shot"), label)

@@ -57,6 +57,12 @@ def test_rows_and_information():
       online_episodes=lambda c: 40)
   assert online.information(None) == "full dataset + 40 online episodes"
   assert registry.get("prompt_dt").information(None) == "few-shot"
+  assert registry.get("prompt_dt").information(None, "training_tasks") == (
+      "zero-shot (training tasks' trajectories)")
+  assert online.information(None, "training_tasks") == (
+      "full dataset + 40 online episodes")
+  with pytest.raises(ValueError, match="few_shot_source"):
+    registry.get("prompt_dt").information(None, "test_tasks")
 
 
 def test_prompt_dt_tunes_every_task_at_once():
