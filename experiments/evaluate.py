@@ -9,7 +9,8 @@ mean return of the dataset the prompt comes from.
 
 With ``--curve`` it evaluates every kept checkpoint instead (or those of
 ``--steps``), on the training tasks unless ``--splits`` says otherwise, and
-writes ``{workdir}/results/return_curve_{split}.{json,md}``: the PLM's return
+writes ``{workdir}/results/return_curve_{split}[_seed_{seed}].{json,md}``
+(the suffix for a seed other than 0): the PLM's return
 against its data over pre-training, to choose the number of steps (and
 compare sizes and K) on training tasks. A stopped curve resumes; one measured
 with other settings is refused.
@@ -80,7 +81,8 @@ def _curve(workdir: str, pretrain_dir: str, family) -> None:
                        f"{pretrain_dir}; kept: {kept}.")
   splits = _SPLITS.value if _SPLITS.present else ["train"]
   for split in splits:
-    out = os.path.join(workdir, "results", f"return_curve_{split}")
+    suffix = f"_seed_{_SEED.value}" if _SEED.value else ""
+    out = os.path.join(workdir, "results", f"return_curve_{split}{suffix}")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     curve = eval_pretrained.return_curve(
         lambda step: pretrain.load_pretrained_policy(pretrain_dir, step=step),

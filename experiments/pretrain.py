@@ -8,13 +8,16 @@ Reads ``{workdir}/datasets`` (collected first if missing), writes
 ``{workdir}/pretrain/`` (checkpoints, TensorBoard, policy.json, and the stage
 record experiments/run.py checks) and
 ``{workdir}/results/pretrain_eval.{json,md}`` (and, with ``--export_to``, a
-shippable copy of the PLM). A stopped run resumes from its
+shippable copy of the PLM; ``--export_step`` evaluates and exports an
+earlier checkpoint instead of the latest, into
+``pretrain_eval_step_{STEP}.{json,md}``). A stopped run resumes from its
 latest checkpoint; a work directory pre-trained with another config is
 refused, naming the fields that differ. ``--distributed`` calls
 ``jax.distributed.initialize()`` first (multi-host; see docs/training.md,
 "Multiple devices and hosts").
 """
 
+import glob
 import os
 
 import jax
@@ -34,8 +37,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.",
 _EXPORT_TO = flags.DEFINE_string(
     "export_to", None,
     "Also write a compact copy of the PLM there (params.msgpack, config.json,"
-    " policy.json, curve.json, the evaluation and the pre-training config),"
+    " policy.json, curve.json, the evaluation, the pre-training config and"
+    " the return curve of evaluate.py --curve where measured),"
     " e.g. pdiff/assets/pretrained/FAMILY_PRESET to ship it.")
+_EXPORT_STEP = flags.DEFINE_integer(
+    "export_step", None,
+    "With --export_to: the checkpoint to evaluate and export (default the"
+    " latest), e.g. one chosen on the training tasks' return curve of"
+    " evaluate.py --curve.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Initialise jax.distributed (multi-host runs).")
 
@@ -60,6 +69,14 @@ def main(argv):
   plm, _ = pipeline.ensure_pretrained(run_config, family, workdir,
                                       digests[config.quality])
   report = os.path.join(workdir, "results", "pretrain_eval")
+  step = _EXPORT_STEP.value
+  if step is not None:
+    if not _EXPORT_TO.value:
+      raise ValueError("--export_step needs --export_to.")
+    # Raises naming the kept steps when there is no such checkpoint.
+    plm = pretrain_lib.load_pretrained_policy(
+        os.path.join(workdir, "pretrain"), step=step)
+    report += f"_step_{step}"
   if config.eval_episodes:
     # Every process evaluates (the same episodes); process 0 writes.
     results = eval_pretrained.evaluate_pretrained(
@@ -75,8 +92,14 @@ def main(argv):
     if config.eval_episodes:
       extra.update({"evaluation.md": report + ".md",
                     "evaluation.json": report + ".json"})
+    # The return over checkpoints, where measured (experiments/evaluate.py
+    # --curve; return_curve_*.json of other seeds may be put beside it).
+    for curve in sorted(glob.glob(os.path.join(workdir, "results",
+                                               "return_curve_*"))):
+      extra[os.path.basename(curve)] = curve
     pretrain_lib.export_pretrained(os.path.join(workdir, "pretrain"),
-                                   _EXPORT_TO.value, extra_files=extra)
+                                   _EXPORT_TO.value, step=step,
+                                   extra_files=extra)
     logging.info("exported the PLM to %s", _EXPORT_TO.value)
 
 

@@ -169,9 +169,12 @@ def render_shipped_plms(sources: Sources) -> str:
     policy = _load_json(directory / "policy.json")
     model = config["model"]
     pretrain = directory / "pretrain_config.json"
-    steps = (f"{_load_json(pretrain)['num_steps']:,}" if pretrain.is_file()
-             else "-")
     curve = directory / "curve.json"
+    # The loss curve ends at the exported checkpoint (pretrain.py
+    # --export_step may ship one before the run's last).
+    steps = (f"{_load_json(curve)[-1]['step']:,}" if curve.is_file()
+             else f"{_load_json(pretrain)['num_steps']:,}"
+             if pretrain.is_file() else "-")
     loss = f"{_load_json(curve)[-1]['loss']:.4f}" if curve.is_file() else "-"
     evaluation = _load_json(directory / "evaluation.json")
     cells = []
@@ -188,7 +191,7 @@ def render_shipped_plms(sources: Sources) -> str:
                  f"{model['hidden_dim']} / {model['num_layers']} / "
                  f"{policy['context_len']} / {policy['prompt_len']}",
                  f"{sampling}; {statistics}", steps, loss, *cells])
-  return (
+  text = (
       "From `pdiff/assets/pretrained/NAME/` (`evaluation.json`: every task "
       "of the split, prompted with the last K* steps of one of 5 expert "
       "trajectories, against the mean return of that task's expert data; "
@@ -197,6 +200,40 @@ def render_shipped_plms(sources: Sources) -> str:
                 "trajectories; state statistics", "steps", "final loss",
                 "training tasks: PLM vs data", "test tasks: PLM vs data"],
                rows, ["l", "l", "l", "l", "r", "r", "r", "r"]))
+  for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+    text += _return_curves(sources, directory)
+  return text
+
+
+def _return_curves(sources: Sources, directory) -> str:
+  """The training tasks' return over a shipped PLM's checkpoints, one
+  column per evaluation seed ("" when none was measured)."""
+  curves = [_load_json(p) for p in sorted(
+      directory.glob("return_curve_train*.json"))]
+  if not curves:
+    return ""
+  steps = sorted({p["step"] for c in curves for p in c["points"]})
+  data = curves[0]["points"][0]["dataset_return"]
+  rows = []
+  for step in steps:
+    cells = []
+    for c in curves:
+      point = {p["step"]: p for p in c["points"]}.get(step)
+      cells.append("-" if point is None else
+                   f"{point['return_mean']:.1f} "
+                   f"({100 * point['shortfall']:.0f}% short)")
+    rows.append([f"{step:,}", *cells])
+  shipped = _load_json(directory / "curve.json")[-1]["step"]
+  settings = curves[0]["settings"]
+  return (
+      f"\n\n`{directory.name}`: return on the training tasks over "
+      "pre-training (`experiments/evaluate.py --curve`; "
+      f"{settings['num_episodes']} episodes per task, few-shot prompts from "
+      f"{settings['num_shots']} {settings['quality']} trajectories, against "
+      f"the data's {data:.1f}); the shipped checkpoint is step "
+      f"{shipped:,}:\n\n"
+      + _table(["step"] + [f"seed {c['settings']['seed']}" for c in curves],
+               rows, ["r"] * (1 + len(curves))))
 
 
 def render_headroom(sources: Sources) -> str:

@@ -173,7 +173,8 @@ def export_pretrained(workdir: str, out_dir: str, *,
   """Writes a compact copy of a pre-training directory: ``config.json``,
   ``policy.json``, the parameters alone as ``params.msgpack`` (no optimiser
   state), which :func:`load_pretrained_policy` reads, and ``curve.json``
-  (the training loss per log line, when ``metrics.jsonl`` exists).
+  (the training loss per log line up to the exported step, when
+  ``metrics.jsonl`` exists).
 
   The copy is assembled in a temporary directory beside ``out_dir`` and
   renamed into place, so an interrupted export leaves ``out_dir`` as it was.
@@ -195,7 +196,8 @@ def export_pretrained(workdir: str, out_dir: str, *,
     for name, src in sources.items():
       shutil.copyfile(src, os.path.join(staging, name))
     curve = [dict(step=r["step"], loss=r["loss"])
-             for r in loop.read_metrics(workdir)]
+             for r in loop.read_metrics(workdir)
+             if step is None or r["step"] <= step]
     if curve:
       with open(os.path.join(staging, CURVE_FILE), "w") as f:
         json.dump(curve, f, indent=0)

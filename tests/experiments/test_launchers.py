@@ -196,3 +196,26 @@ def test_evaluate_measures_a_return_curve_over_checkpoints(collected,
       timeout=600, env=ENV)
   assert proc.returncode != 0
   assert "no checkpoint at [15]" in proc.stderr
+  # An export ships the curve beside the PLM.
+  export = collected / "shipped_with_curve"
+  launch("pretrain.py",
+         "--config=experiments/configs/pretrain.py:point_robot,tiny",
+         f"--workdir={collected}", "--config.eval_episodes=1",
+         f"--export_to={export}")
+  with open(export / "return_curve_train.json") as f:
+    assert json.load(f) == curve
+  assert (export / "return_curve_train.md").exists()
+  # An earlier checkpoint, exported with its own evaluation and loss curve.
+  early = collected / "shipped_step_10"
+  launch("pretrain.py",
+         "--config=experiments/configs/pretrain.py:point_robot,tiny",
+         f"--workdir={collected}", "--config.eval_episodes=1",
+         f"--export_to={early}", "--export_step=10")
+  with open(early / "curve.json") as f:
+    assert [r["step"] for r in json.load(f)] == [5, 10]
+  assert (collected / "results" / "pretrain_eval_step_10.json").exists()
+  shipped = pretrain_lib.load_pretrained_policy(str(early))
+  _, at_10 = checkpointing.load_pretrained(pretrain_dir, 10)
+  for a, b in zip(jax.tree.leaves(shipped.params), jax.tree.leaves(at_10),
+                  strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
