@@ -102,6 +102,37 @@ def parse_batch(text: str) -> tuple[int, int]:
   return tasks, episodes
 
 
+@dataclasses.dataclass(frozen=True)
+class RandomModel:
+  """A randomly initialised Prompt-DT at a pre-training preset's shape for a
+  family (a trained one costs the same), with the shapes a rollout needs."""
+  model: object
+  params: object
+  config: object  # the preset's pre-training config
+  ds: int  # state size
+  da: int  # action size
+  k_len: int  # K, context steps
+  kp_len: int  # K*, prompt steps
+  max_ep_len: int
+  prompt_key: jax.Array  # a key for the prompts, apart from the init's
+
+
+def random_model(family: envs.TaskFamily, preset: str) -> RandomModel:
+  """:class:`RandomModel` of ``preset`` for ``family`` (fixed keys)."""
+  config = pretrain_config.get_config(f"{family.name},{preset}")
+  model_config = config.train.model
+  ds, da = family.observation_size, family.action_size
+  k_len, kp_len = config.context_len, config.prompt_len
+  max_ep_len = model_config.max_ep_len
+  model = make_prompt_dt(model_config, state_dim=ds, act_dim=da)
+  k_init, k_prompt = jax.random.split(jax.random.key(0))
+  params = model.init(
+      k_init, random_segments(k_init, 1, k_len, ds, da, max_ep_len),
+      random_segments(k_prompt, 1, kp_len, ds, da, max_ep_len))["params"]
+  return RandomModel(model, params, config, ds, da, k_len, kp_len, max_ep_len,
+                     k_prompt)
+
+
 def random_segments(key: jax.Array, batch: int, steps: int, ds: int, da: int,
                     max_ep_len: int) -> Segments:
   """Random ``Segments`` ``[batch, steps, ...]``, every step real."""
@@ -249,16 +280,11 @@ def measure(family: envs.TaskFamily, preset: str, num_tasks: int,
   Returns:
     A JSON-ready record.
   """
-  config = pretrain_config.get_config(f"{family.name},{preset}")
+  m = random_model(family, preset)
+  model, params, config = m.model, m.params, m.config
   model_config = config.train.model
-  ds, da = family.observation_size, family.action_size
-  k_len, kp_len = config.context_len, config.prompt_len
-  max_ep_len = model_config.max_ep_len
-  model = make_prompt_dt(model_config, state_dim=ds, act_dim=da)
-  k_init, k_prompt = jax.random.split(jax.random.key(0))
-  params = model.init(
-      k_init, random_segments(k_init, 1, k_len, ds, da, max_ep_len),
-      random_segments(k_prompt, 1, kp_len, ds, da, max_ep_len))["params"]
+  ds, da, k_len, kp_len = m.ds, m.da, m.k_len, m.kp_len
+  max_ep_len, k_prompt = m.max_ep_len, m.prompt_key
   num_params = sum(x.size for x in jax.tree.leaves(params))
 
   tasks = np.resize(np.asarray(family.test_tasks), num_tasks)  # [T]

@@ -105,6 +105,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "sampler_throughput": benchmarks.render_sampler_throughput,
     "train_step": benchmarks.render_train_step,
     "projection_overhead": benchmarks.render_projection_overhead,
+    "evaluation_reference": benchmarks.render_evaluation_reference,
 }
 
 

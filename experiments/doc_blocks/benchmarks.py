@@ -12,6 +12,7 @@ from experiments.doc_blocks.common import (
   _rate,
   _ratio,
   _rel,
+  _seconds,
   _span,
   _table,
 )
@@ -135,12 +136,17 @@ def render_evaluation_throughput(sources: Sources) -> str:
         _rate(r["rollout_steps_per_cpu_s"]), _rate(r["env_steps_per_cpu_s"]),
         _rate(r["policy_steps_per_cpu_s"]), _ratio(r["rollout_over_env_cpu"]),
         f"{r['rollout_over_env_plus_policy_cpu']:.2f}",
+        _rate(r["rollout_uncached_steps_per_s"])
+        if "rollout_uncached_steps_per_s" in r else "-",
+        _ratio(r["rollout_cache_speedup"])
+        if "rollout_cache_speedup" in r else "-",
         f"{r['rollout_compile_s']:.0f}"])
   table = _table(
       ["family", "preset", "tasks x episodes", "rollout (wall)", "env (wall)",
        "rollout (CPU)", "env (CPU)", "policy (CPU)", "rollout / env (CPU)",
-       "rollout / (env + policy) (CPU)", "rollout compile s"],
-      rows, ["l", "l", "l"] + ["r"] * 8)
+       "rollout / (env + policy) (CPU)", "rollout without prompt cache (wall)",
+       "prompt cache speed-up", "rollout compile s"],
+      rows, ["l", "l", "l"] + ["r"] * 10)
   episodes = "; ".join(
       f"{f} {r['steps_per_episode']} steps per episode on `{r['backend']}`"
       for f, r in {r["family"]: r for r in recs}.items())
@@ -162,6 +168,18 @@ def render_evaluation_throughput(sources: Sources) -> str:
         f"{', '.join(dict.fromkeys(r['family'] for r in rs))}: the rollout "
         "runs " + _span((r["rollout_over_env_cpu"] for r in rs), _ratio)
         + " slower than the env alone (CPU time).")
+  cached = [r for r in recs if "rollout_cache_speedup" in r]
+  if cached:
+    lines.append(
+        "* Caching each prompt's keys and values once per episode (the "
+        "default) makes the rollout "
+        + _span((r["rollout_cache_speedup"] for r in cached), _ratio)
+        + " faster than the whole forward pass at every step (median run "
+        "times)" + (
+            "; the largest action difference between the two is "
+            f"{max(diffs):.1e}." if (diffs := [
+                r["max_action_difference"] for r in cached
+                if "max_action_difference" in r]) else "."))
   if cheetah:
     lines.append(
         "* Compiling a rollout of "
@@ -377,3 +395,51 @@ def render_projection_overhead(sources: Sources) -> str:
       + _table(["optimiser", "gradients", "num_bases", "per_leaf",
                 "ms per update", "median ms", "/ AdamW"], rows,
                ["l", "l", "r", "l", "r", "r", "r"]))
+
+
+def render_evaluation_reference(sources: Sources) -> str:
+  """Prompt-DT's evaluation: the PyTorch loop beside pdiff's batched rollout
+  (docs/benchmarks.md)."""
+  path = sources.path("benchmarks/results/evaluation_reference.json")
+  data = _load_json(path)
+  shape, machine = data["shape"], data["machine"]
+  roll = data["pdiff"]["rollout"]
+  warm = (data["pdiff"].get("rollout_compile_persistent_cache") or {}).get(
+      "cache_warm")
+  rows = []
+  ref = data["reference"]
+  if "total_s" in ref:
+    rows.append(["reference: its loop, one episode at a time (model and "
+                 "loop only)", _seconds(ref["total_s"]),
+                 f"extrapolated from {ref['timed_decisions']:,} decisions "
+                 f"({ref['decisions_per_s']:.0f} decisions/s, "
+                 f"{ref['threads']} torch thread"
+                 f"{'' if ref['threads'] == 1 else 's'})"])
+  rows.append(["pdiff: rollout, env included", _seconds(roll["run_s"]),
+               "all episodes in one jit"])
+  rows.append(["pdiff: compile, cache off", _seconds(roll["compile_s"]),
+               "trace, lower, compile"])
+  if warm:
+    rows.append(["pdiff: compile, cache warm", _seconds(warm["compile_s"]),
+                 "a rerun: the persistent cache (on by default) holds the "
+                 "program; tracing and lowering remain"])
+  rows.append(["pdiff: policy alone", _seconds(data["pdiff_policy_only_s"]),
+               "the forward passes of the rollout, no env"])
+  loads = (machine["load_average_before"][0], machine["load_average_after"][0])
+  lines = [
+      f"From `{_rel(sources, path)}`: {shape['tasks']} tasks x "
+      f"{shape['episodes_per_task']} episodes x "
+      f"{shape['steps_per_episode']} steps ({shape['decisions']:,} "
+      f"decisions) at Prompt-DT's shape, on a {machine['cores_available']}"
+      f"-core CPU (1-minute load average {loads[0]:.1f} before, "
+      f"{loads[1]:.1f} after):", "",
+      _table(["what", "time", "how"], rows, ["l", "r", "l"])]
+  ratios = data.get("ratios")
+  if ratios:
+    lines += ["", "Reference time over pdiff's (pdiff's env is inside its "
+              "time, no env is inside the reference's: this favours the "
+              "reference):", ""]
+    lines += [f"* {name}: {_ratio(value)}" for name, value in ratios.items()]
+  else:
+    lines += ["", f"The reference was not timed: {ref.get('not_timed')}."]
+  return "\n".join(lines)
