@@ -98,6 +98,9 @@ class TaskFamily(abc.ABC):
   # (pdiff/assets/behavior/{family}/) this family's data come from, for a
   # family that only re-splits another's tasks; None: its own (``name``).
   behavior_source: ClassVar[str | None] = None
+  # Whether rollouts may run from several threads at once (False: the
+  # environments keep state on the host, and rollouts run one at a time).
+  thread_safe_rollouts: ClassVar[bool] = True
 
   def __post_init__(self):
     if self.episode_length <= 0:

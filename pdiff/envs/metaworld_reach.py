@@ -211,6 +211,8 @@ class MetaWorldReach(base.TaskFamily):
 
   metric_names: ClassVar[tuple[str, ...]] = ("success", "tcp_to_target")
   return_supremum: ClassVar[float | None] = MAX_REWARD * EPISODE_LENGTH
+  # Host environments (and their worker pool) serve one rollout at a time.
+  thread_safe_rollouts: ClassVar[bool] = False
 
   name: str = "metaworld_reach"
   backend: str = "mujoco"

@@ -47,6 +47,7 @@ from pdiff.data.samplers import sample_segments
 from pdiff.evaluation import statistics
 from pdiff.models.policy import PretrainedPolicy, masked_action_mse
 from pdiff.pipeline import tuning_runs
+from pdiff.pipeline.run import Unit, tune_and_evaluate_all
 from pdiff.pipeline.run import setup as setup_experiment
 from pdiff.pipeline.validate import FEW_SHOT_SOURCES, ConfigError
 from pdiff.tuning import oracle_prompt, registry
@@ -154,11 +155,10 @@ def run_variants(config, context, variants: Mapping[str, Mapping],
     c.modes = (c.mode,)
     rows.append((f"diagnose/{name}", registry.get("prompt_diffuser"), c,
                  name))
-  out = {}
-  for label, method, mconf, _ in rows:
-    tune = None
-    per_seed = []
-    for seed in config.seeds:
+  per_seed: dict[str, dict[int, list]] = {label: {} for label, *_ in rows}
+  pending = []
+  for seed in config.seeds:  # seed-major: the threads start on other rows
+    for label, method, mconf, _ in rows:
       run_inputs = dict(inputs)
       prepared = None
       if method.prepare is not None:
@@ -168,16 +168,24 @@ def run_variants(config, context, variants: Mapping[str, Mapping],
       path = tuning_runs.run_path(workdir, label.replace("/", "-"), seed,
                                   record["fingerprint"])
       done = stages.read_record(path)
-      if not stages.is_complete(done, record["fingerprint"]):
-        tune = tune or method.make_tune(context, mconf)
-        few_shot = tuning_runs.draw_few_shot(
-            test_trajs, config.num_shots, tuning_runs.seed_key(config, seed))
-        done = tuning_runs.tune_and_evaluate(
-            config, context, method, tune, tuning_runs.stacked(few_shot),
-            prepared, seed, record, path)
-      per_seed.append(done["task_means"])
-    out[label] = dict(per_seed_tasks=per_seed,
-                      mean=float(np.mean(per_seed)))
+      if stages.is_complete(done, record["fingerprint"]):
+        per_seed[label][seed] = done["task_means"]
+      else:
+        pending.append(Unit(label, method, mconf, seed, prepared, record,
+                            path))
+
+  def data_of(seed, method):
+    del method  # every row reads the seed's few-shot draw
+    return tuning_runs.stacked(tuning_runs.draw_few_shot(
+        test_trajs, config.num_shots, tuning_runs.seed_key(config, seed)))
+
+  for unit, done in zip(pending, tune_and_evaluate_all(
+      config, context, pending, data_of)):
+    per_seed[unit.label][unit.seed] = done["task_means"]
+  out = {}
+  for label, by_seed in per_seed.items():
+    tasks = [by_seed[s] for s in config.seeds]
+    out[label] = dict(per_seed_tasks=tasks, mean=float(np.mean(tasks)))
   first = f"diagnose/{reference}" if variants else None
   for label, row in out.items():
     for ref in ("prompt_dt", first):

@@ -13,7 +13,9 @@ output:
    "training_tasks"``, the zero-shot setting), and each method's one-off
    work (``prepare``, e.g. Prompt Diffuser's stage-1 model);
 4. per registered method (``pdiff.tuning.registry``) and seed: the tuned
-   policy of every test task, then rollouts;
+   policy of every test task, then rollouts (independent seeds and rows run
+   in threads at once, :mod:`pdiff.pipeline.concurrency`, with the same
+   numbers);
 5. ``results/results.{json,md}`` and ``results/returns.png``: statistics over
    seeds, paired differences to the plain few-shot prompt, provenance.
 
@@ -24,6 +26,7 @@ The config is checked in full before anything is written
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import NamedTuple
 
@@ -37,7 +40,7 @@ from pdiff.data import loading
 from pdiff.evaluation import report
 from pdiff.evaluation.rollout import has_success_metric
 from pdiff.models.policy import PretrainedPolicy
-from pdiff.pipeline import prepare, tuning_runs
+from pdiff.pipeline import concurrency, prepare, tuning_runs
 from pdiff.pipeline.validate import check_run_config
 from pdiff.tuning import registry
 from pdiff.types import Trajectories
@@ -61,12 +64,14 @@ class _Timer:
 
   def __init__(self):
     self.seconds: dict[str, float] = {}
+    self._lock = threading.Lock()
 
   def __call__(self, name: str, fn, *args, **kwargs):
     logging.info("== %s", name)
     start = time.time()
     out = fn(*args, **kwargs)
-    self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - start
+    with self._lock:
+      self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - start
     return out
 
 
@@ -131,26 +136,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   run_inputs = tuning_runs.run_inputs(config, family, root, plm_fp, digests)
   pools = tuning_runs.few_shot_pools(config, family, root, test_trajs)
   results_dir = workdir if results_dir is None else results_dir
-  prepared: dict[str, tuple] = {}  # prepare fingerprint -> (value, fp)
-  prepare_fns: dict[str, object] = {}
+  threads = concurrency.run_threads()
+  gate = concurrency.FirstCallGate()
+  prepared = timer("prepare", _prepare_all, config, rows, context, workdir,
+                   prepare_inputs, gate, threads)
   runs: dict[str, dict[int, dict]] = {label: {} for label, _, _ in rows}
-  for label, method, mconf in rows:
-    tune = None  # built (and compiled) on first use, shared by the seeds
-    for seed in config.seeds:
+  pending: list[Unit] = []
+  for seed in config.seeds:  # seed-major: the threads start on other rows
+    for label, method, mconf in rows:
       inputs = dict(run_inputs)
       value = None
       if method.prepare is not None:
-        p_fp = tuning_runs.prepare_record(config, method, mconf, seed,
-                                          prepare_inputs)["fingerprint"]
-        if p_fp not in prepared:
-          fn_key = stages.canonical_json([method.name,
-                                          method.prepare_config(mconf)])
-          if fn_key not in prepare_fns:
-            prepare_fns[fn_key] = method.prepare(context, mconf)
-          prepared[p_fp] = timer(
-              "prepare", tuning_runs.ensure_prepared, config, method, mconf,
-              context, workdir, seed, prepare_inputs, prepare_fns[fn_key])
-        value, inputs["prepare"] = prepared[p_fp]
+        value, inputs["prepare"] = prepared[
+            _prepare_fingerprint(config, method, mconf, seed, prepare_inputs)]
       record = tuning_runs.run_record(config, label, method, mconf, seed,
                                       inputs,
                                       success=has_success_metric(family))
@@ -159,16 +157,25 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       done = stages.read_record(path)
       if stages.is_complete(done, record["fingerprint"]):
         runs[label][seed] = done
-        continue
-      if tune is None:
-        tune = method.make_tune(context, mconf)
-      few_shot = tuning_runs.draw_few_shot(
-          pools, config.num_shots, tuning_runs.seed_key(config, seed))
-      data = tuning_runs.stacked(few_shot if method.data == "few_shot"
-                                 else test_trajs)
-      runs[label][seed] = timer(
-          "tune_and_evaluate", tuning_runs.tune_and_evaluate, config, context,
-          method, tune, data, value, seed, record, path)
+      else:
+        pending.append(Unit(label, method, mconf, seed, value, record, path))
+  if pending:
+    logging.info("%d runs to tune and evaluate, %d at once (%s)",
+                 len(pending), min(threads, len(pending)),
+                 concurrency.ENV_VAR)
+
+  def data_of(seed: int, method: registry.Method) -> Trajectories:
+    if method.data != "few_shot":
+      return tuning_runs.stacked(test_trajs)
+    return tuning_runs.stacked(tuning_runs.draw_few_shot(
+        pools, config.num_shots, tuning_runs.seed_key(config, seed)))
+
+  done_runs = timer("tune_and_evaluate", tune_and_evaluate_all, config,
+                    context, pending, data_of, gate=gate, threads=threads)
+  for unit, run_ in zip(pending, done_runs):
+    runs[unit.label][unit.seed] = run_
+  runs = {label: {s: by_seed[s] for s in config.seeds}
+          for label, by_seed in runs.items()}
   info = {label: dict(
       method=method.name,
       trainable_parameters=int(method.trainable_parameters(context, mconf)),
@@ -182,6 +189,106 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   return write_results(config, family, results_dir, runs, info, plm_size,
                        timer.seconds, time.time() - start,
                        dict(plm=plm_fp, datasets=digests))
+
+
+class Unit(NamedTuple):
+  """One row's seed to tune and evaluate."""
+
+  label: str
+  method: registry.Method
+  mconf: ml_collections.ConfigDict
+  seed: int
+  prepared: object  # the seed's ``prepare`` output (None without one)
+  record: dict  # the run's stage record (tuning_runs.run_record)
+  path: str  # where the run is written
+
+
+def tune_and_evaluate_all(config, context: registry.TuningContext,
+                          units: list[Unit], data_of, *,
+                          gate: concurrency.FirstCallGate | None = None,
+                          threads: int | None = None) -> list[dict]:
+  """Tunes, evaluates and writes every unit, ``threads`` at once
+  (:func:`concurrency.run_threads` by default); the runs, in unit order.
+
+  ``data_of(seed, method)`` gives the data a unit's ``tune`` reads
+  (stacked over test tasks). Each row's ``tune`` is built once and its
+  first call, like the first evaluation, runs alone (``gate``); a family
+  whose rollouts are not thread-safe evaluates one unit at a time.
+  """
+  threads = concurrency.run_threads() if threads is None else threads
+  gate = concurrency.FirstCallGate() if gate is None else gate
+  tunes = _TuneFns(context)
+  evaluation_lock = (None if context.family.thread_safe_rollouts
+                     else threading.Lock())
+
+  def run_unit(unit: Unit) -> dict:
+    method = unit.method
+
+    def evaluation(evaluate):
+      if evaluation_lock is None:
+        return gate(("evaluate", method.params_per_task), evaluate)
+      with evaluation_lock:
+        return evaluate()
+
+    return tuning_runs.tune_and_evaluate(
+        config, context, method, tunes.get(unit.label, method, unit.mconf,
+                                           gate),
+        data_of(unit.seed, method), unit.prepared, unit.seed, unit.record,
+        unit.path, evaluation=evaluation)
+
+  return concurrency.map_in_threads(run_unit, units, threads)
+
+
+def _prepare_fingerprint(config, method, mconf, seed, inputs) -> str:
+  return tuning_runs.prepare_record(config, method, mconf, seed,
+                                    inputs)["fingerprint"]
+
+
+def _prepare_all(config, rows, context, workdir: str, inputs: dict, gate,
+                 threads: int) -> dict[str, tuple]:
+  """Every seed's ``prepare`` of every row's method, each once (rows that
+  share a stage-1 config share it), in threads: ``{fingerprint: (value,
+  fingerprint)}``."""
+  jobs = {}  # fingerprint -> (method, mconf, seed, key of its function)
+  for seed in config.seeds:
+    for _, method, mconf in rows:
+      if method.prepare is not None:
+        fp = _prepare_fingerprint(config, method, mconf, seed, inputs)
+        fn_key = stages.canonical_json([method.name,
+                                        method.prepare_config(mconf)])
+        jobs.setdefault(fp, (method, mconf, seed, fn_key))
+  fns = {}
+  for method, mconf, _, fn_key in jobs.values():
+    if fn_key not in fns:
+      fn = method.prepare(context, mconf)
+      fns[fn_key] = (lambda key, fn=fn, fn_key=fn_key:
+                     gate(("prepare", fn_key), fn, key))
+
+  def one(job):
+    method, mconf, seed, fn_key = job
+    return tuning_runs.ensure_prepared(config, method, mconf, context,
+                                       workdir, seed, inputs, fns[fn_key])
+
+  values = concurrency.map_in_threads(one, list(jobs.values()), threads)
+  return dict(zip(jobs, values))
+
+
+class _TuneFns:
+  """Each row's ``tune``, built on first use and shared by its seeds; the
+  first call of each runs alone (:class:`concurrency.FirstCallGate`)."""
+
+  def __init__(self, context):
+    self._context = context
+    self._lock = threading.Lock()
+    self._fns: dict[str, object] = {}
+
+  def get(self, label: str, method, mconf, gate):
+    with self._lock:
+      if label not in self._fns:
+        tune = method.make_tune(self._context, mconf)
+        self._fns[label] = (lambda *args, tune=tune:
+                            gate(("tune", label), tune, *args))
+      return self._fns[label]
 
 
 def write_results(config, family, workdir: str, runs, info: dict,

@@ -217,9 +217,14 @@ def _summaries(metrics) -> tuple[dict, dict]:
 
 def tune_and_evaluate(config, context: registry.TuningContext,
                       method: registry.Method, tune, data: Trajectories,
-                      prepared, seed: int, record: dict, path: str) -> dict:
+                      prepared, seed: int, record: dict, path: str, *,
+                      evaluation=None) -> dict:
   """Tunes every test task at once, rolls the tuned policies out, writes
   the run (atomically: the file is its stage record).
+
+  ``evaluation(evaluate)``, when given, calls the zero-argument
+  ``evaluate`` (the rollouts) and returns its result: the pipeline's hook to
+  let the first evaluation compile alone, or to run one at a time.
 
   The run holds, per test task (``tasks``), the mean and std over episodes
   of the return (``task_means``, ``task_stds``) and, for a family with a
@@ -233,10 +238,13 @@ def tune_and_evaluate(config, context: registry.TuningContext,
   tuned, metrics = tune(prepared, jax.tree.map(jnp.asarray, data), keys)
   jax.block_until_ready((tuned, metrics))
   t_tune = time.time() - start
-  result = jax.device_get(evaluate_tuned(
-      context.plm, context.family, tuned, tests, k_eval,
-      num_episodes=config.eval_episodes,
-      params_per_task=method.params_per_task))
+  def evaluate():
+    return jax.device_get(evaluate_tuned(
+        context.plm, context.family, tuned, tests, k_eval,
+        num_episodes=config.eval_episodes,
+        params_per_task=method.params_per_task))
+
+  result = evaluate() if evaluation is None else evaluation(evaluate)
   t_eval = time.time() - start - t_tune
   last, curves = _summaries(metrics)
   run = dict(record, method=record["config"]["label"], seed=seed, tasks=tests,

@@ -9,6 +9,8 @@ import glob
 import json
 import os
 import shutil
+import threading
+import time
 import types
 
 import jax
@@ -620,3 +622,63 @@ def test_results_table_success_column(tmp_path, case):
   else:
     assert rows["adaptor"]["success_rate"]["mean"] == pytest.approx(0.875)
     assert "| adaptor | -9.0 +- 0.7 | [-15.4, -2.6] | 87.5 | " in md
+
+
+def fresh_tuning_copy(workdir, destination):
+  """``workdir`` with its datasets and PLM, without stage-1 models or runs."""
+  shutil.copytree(workdir, destination)
+  shutil.rmtree(os.path.join(destination, "tuning"))
+  shutil.rmtree(os.path.join(destination, "results"))
+  return destination
+
+
+def run_numbers(workdir):
+  """Each run file's returns and tuning metrics, by file name."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "results", "runs", "*",
+                                            "*.json"))):
+    run = json.load(open(path))
+    out[os.path.relpath(path, workdir)] = (run["task_means"], run["task_stds"],
+                                           run["tune_metrics"])
+  return out
+
+
+def test_one_thread_gives_the_threaded_numbers(first_run, tmp_path,
+                                               monkeypatch):
+  """Seeds and rows run one after the other compute exactly what the
+  default (threads, on this machine's cores) computed."""
+  workdir, results, _ = first_run
+  serial = fresh_tuning_copy(workdir, str(tmp_path / "serial"))
+  monkeypatch.setenv("PDIFF_RUN_THREADS", "1")
+  assert numbers(pipeline.run(tiny_config(), serial)) == numbers(results)
+  assert run_numbers(serial) == run_numbers(workdir)
+
+
+def test_host_state_families_evaluate_one_at_a_time(first_run, tmp_path,
+                                                    monkeypatch):
+  """A family whose rollouts are not thread-safe has its evaluations run
+  one at a time, while tuning still runs in threads, with the same
+  numbers."""
+  workdir, results, _ = first_run
+  work = fresh_tuning_copy(workdir, str(tmp_path / "work"))
+  monkeypatch.setenv("PDIFF_RUN_THREADS", "3")
+  monkeypatch.setattr(envs.point_robot.PointRobot, "thread_safe_rollouts",
+                      False)
+  lock, active, most = threading.Lock(), [0], [0]
+  evaluate_tuned = tuning_runs.evaluate_tuned
+
+  def probed(*args, **kwargs):
+    with lock:
+      active[0] += 1
+      most[0] = max(most[0], active[0])
+    try:
+      time.sleep(0.2)  # long enough for another thread to arrive
+      return evaluate_tuned(*args, **kwargs)
+    finally:
+      with lock:
+        active[0] -= 1
+
+  monkeypatch.setattr(tuning_runs, "evaluate_tuned", probed)
+  assert numbers(pipeline.run(tiny_config(), work)) == numbers(results)
+  assert most[0] == 1
+  assert run_numbers(work) == run_numbers(workdir)
