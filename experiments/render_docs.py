@@ -106,6 +106,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "train_step": benchmarks.render_train_step,
     "projection_overhead": benchmarks.render_projection_overhead,
     "evaluation_reference": benchmarks.render_evaluation_reference,
+    "tuning_profile": benchmarks.render_tuning_profile,
 }
 
 

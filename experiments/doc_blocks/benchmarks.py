@@ -3,6 +3,8 @@ docs/envs.md, docs/data.md, docs/training.md and docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import statistics
+
 from experiments.doc_blocks.common import (
   Sources,
   _int,
@@ -443,3 +445,119 @@ def render_evaluation_reference(sources: Sources) -> str:
   else:
     lines += ["", f"The reference was not timed: {ref.get('not_timed')}."]
   return "\n".join(lines)
+
+
+def render_tuning_profile(sources: Sources) -> str:
+  """Where the results table's tune-and-evaluate time goes
+  (docs/benchmarks.md)."""
+  path = sources.path("benchmarks/results/tuning_profile.json")
+  d = _load_json(path)
+  ms = d["measurements"]
+  machine = d.get("machine", {})
+  # The profile: the latest measurement timed phase by phase (one thread,
+  # no persistent cache), of the current code when there is one.
+  timed = [x for x in ms if "phases" in x and not x.get("compilation_cache")]
+  m = next((x for x in reversed(timed) if x["label"] != "before"), timed[-1])
+  seeds = ", ".join(str(s) for s in d["seeds"])
+  order = d["rows"]  # table order (the file's keys are sorted)
+  rows = []
+  for label in order:
+    r = m["rows"][label]
+    rows.append([
+        f"`{label}`", f"{r['build_s']:.1f}", f"{r['tune_compile_s']:.1f}",
+        f"{r['tune_s'] - r['tune_compile_s']:.1f}",
+        f"{r['evaluate_compile_s']:.1f}",
+        f"{r['evaluate_s'] - r['evaluate_compile_s']:.1f}",
+        f"{r['write_s']:.1f}"])
+  ph = m["phases"]
+  other = ph["prepared"]["s"] + ph["data"]["s"]
+  loop, comp = m["loop_s"], m["loop_compile_s"]
+  tune_run = ph["tune"]["s"] - ph["tune"]["compile_s"]
+  eval_run = ph["evaluate"]["s"] - ph["evaluate"]["compile_s"]
+  lines = [
+      f"From `{_rel(sources, path)}` (its latest run timed phase by "
+      "phase: one unit at a time, without the persistent compilation "
+      "cache): "
+      f"`{d['config']}`, seeds {seeds}, {d['num_shots']} shots, "
+      f"{d['eval_episodes']} evaluation episodes per task, jax "
+      f"{d.get('versions', {}).get('jax', '?')} on a "
+      f"{machine.get('cpu_count', '?')}-core CPU, load average "
+      f"{m['load_average_before'][0]:.1f} before and "
+      f"{m['load_average_after'][0]:.1f} after. Seconds, summed over the "
+      "seeds:", "",
+      _table(["row", "build", "tune: compile", "tune: run",
+              "evaluate: compile", "evaluate: run", "write"], rows,
+             ["l"] + ["r"] * 6), "",
+      f"* Tune-and-evaluate: {_seconds(loop)}, of which compiling "
+      f"(tracing, lowering, XLA) {_seconds(comp)} ({100 * comp / loop:.0f}%), "
+      f"running the tune programs {_seconds(tune_run)} "
+      f"({100 * tune_run / loop:.0f}%), running the rollouts "
+      f"{_seconds(eval_run)} ({100 * eval_run / loop:.0f}%); loading the "
+      f"stage-1 models and drawing the few-shot data {other:.1f} s. Setup "
+      f"(datasets, PLM) took {ph['setup']['s']:.1f} s and the results "
+      f"{ph['results']['s']:.1f} s."]
+  for label in order:
+    r = m["rows"][label]
+    if "in_situ_ms_per_task_step" not in r:
+      continue
+    text = (f"* `{label}`: {r['finetune_steps']} fine-tuning steps on each of "
+            f"{r['num_tasks']} tasks at {_ms(r['in_situ_ms_per_task_step'])} "
+            "ms per task and step in the table")
+    if "reference_ms_per_step" in r:
+      text += (f", against {_ms(r['reference_ms_per_step'])} ms per step "
+               "for the same loop on one task alone, timed right after")
+    text += (f"; generating the tasks' prompts "
+             f"{_ms(1e3 * r['generation_s'])} ms.")
+    lines.append(text)
+  lines += _tuning_speedup(d, m)
+  return "\n".join(lines)
+
+
+def _tuning_speedup(d: dict, m: dict) -> list[str]:
+  """The before/after paragraph of :func:`render_tuning_profile`."""
+  ms, comp = d["measurements"], d["comparison"]
+  before = [x for x in ms if x["label"] == "before"]
+  threaded = [x for x in ms if x.get("threads", 1) > 1
+              and not x.get("compilation_cache")]
+  if not before or not threaded:
+    return []
+  b = statistics.mean(x["loop_s"] for x in before)
+  a = threaded[-1]
+  lines = ["", (
+      f"Before and after running seeds and rows in threads "
+      f"(`PDIFF_RUN_THREADS`, `auto` by default), measured in turn on "
+      f"the same work directory: the version before "
+      f"(`{before[0]['commit'][:7]}`, one unit at a time) took "
+      f"{_seconds(b)} to tune and evaluate (mean of "
+      + ", ".join(_seconds(x["loop_s"]) for x in before) + "; load average "
+      + ", ".join(f"{x['load_average_before'][0]:.1f}" for x in before)
+      + "), the current one one unit at a time (the profile above) "
+      f"{_seconds(m['loop_s'])} ({b / m['loop_s']:.2f}x), and the current "
+      f"one with {a['threads']} threads {_seconds(a['loop_s'])} "
+      f"({b / a['loop_s']:.2f}x; load average "
+      f"{a['load_average_before'][0]:.1f}, CPU time "
+      f"{_seconds(a['loop_cpu_s'])} against "
+      f"{_seconds(statistics.mean(x['loop_cpu_s'] for x in before))}).")]
+  cached = [x for x in ms if x.get("compilation_cache")]
+  if len(cached) >= 2:
+    cold, warm = cached[0], cached[-1]
+    lines[-1] += (
+        " With JAX's persistent compilation cache (on by default in the "
+        "launchers) on a fresh directory: "
+        f"{_seconds(cold['loop_s'])} the first time "
+        f"({b / cold['loop_s']:.2f}x), compiling "
+        f"{_seconds(cold['loop_compile_s'])}, and "
+        f"{_seconds(warm['loop_s'])} the second ({b / warm['loop_s']:.2f}x),"
+        f" compiling (now mostly tracing and loading from the cache) "
+        f"{_seconds(warm['loop_compile_s'])}.")
+  same = (f"All {len(ms)} measurements computed the same returns"
+          if comp["same_returns"] else
+          "The measurements' returns differ")
+  prompts = ""
+  if comp.get("prompts_compared", 0) > 1:
+    prompts = (f", and the {comp['prompts_compared']} timed phase by phase "
+               "the same tuned prompts bit for bit" if comp["same_prompts"]
+               else f", but the {comp['prompts_compared']} timed phase by "
+               "phase tuned different prompts")
+  lines[-1] += f" {same}{prompts}."
+  return lines

@@ -225,6 +225,7 @@ class PromptDiffuser:
         mask=jnp.ones(x.shape[:-1], jnp.float32))
 
   def denoise_fn(self, params):
+    """``(x_n, y, n) -> eps``: the denoiser with ``params``."""
     return lambda x, y, n: self.denoiser.apply({"params": params}, x, y, n)
 
   def sample(self, params, y, key, config) -> jax.Array:
@@ -246,12 +247,43 @@ def make_prompt_diffuser(plm: PretrainedPolicy, train_trajs: Trajectories,
   ``config.train_position`` of ``train_trajs`` (all training tasks'
   trajectories pooled, ``[N, T, ...]``).
 
+  ``key`` splits into the statistics' key and the parameters'; the model is
+  :func:`make_model`'s with the same ``key``.
+
   Raises:
     ValueError: from :func:`check_config` or :func:`check_positions`.
   """
   check_config(config)
   check_positions(config, plm.prompt_position)
   k_stats, k_init = jax.random.split(key)
+  model, windows = _model_and_windows(plm, train_trajs, config, k_stats)
+  x, y = model.encode(windows)
+  params = model.denoiser.init(k_init, x, y,
+                               jnp.zeros((2,), jnp.int32))["params"]
+  return model, params
+
+
+def make_model(plm: PretrainedPolicy, train_trajs: Trajectories,
+               config: ml_collections.ConfigDict, key: jax.Array
+               ) -> PromptDiffuser:
+  """The model of :func:`make_prompt_diffuser` with the same arguments,
+  without initialising parameters (what fine-tuning and generation need
+  when the parameters come from stage 1).
+
+  Raises:
+    ValueError: from :func:`check_config` or :func:`check_positions`.
+  """
+  check_config(config)
+  check_positions(config, plm.prompt_position)
+  k_stats, _ = jax.random.split(key)
+  return _model_and_windows(plm, train_trajs, config, k_stats)[0]
+
+
+def _model_and_windows(plm: PretrainedPolicy, train_trajs: Trajectories,
+                       config: ml_collections.ConfigDict, k_stats: jax.Array
+                       ) -> tuple[PromptDiffuser, Segments]:
+  """The model, its x0 statistics from ``k_stats``, and two training windows
+  (example inputs for initialising the denoiser)."""
 
   @jax.jit
   def window_statistics(trajs, key):  # -> mean [D], std [D], 2 windows
@@ -276,9 +308,7 @@ def make_prompt_diffuser(plm: PretrainedPolicy, train_trajs: Trajectories,
       schedule=diffusion.make_schedule(config.schedule,
                                        config.num_diffusion_steps),
       x_mean=mean, x_std=std, max_ep_len=plm.max_ep_len)
-  x, y = model.encode(windows)
-  params = denoiser.init(k_init, x, y, jnp.zeros((2,), jnp.int32))["params"]
-  return model, params
+  return model, windows
 
 
 def _dm_loss(model: PromptDiffuser, plm: PretrainedPolicy, params, trajs,

@@ -11,6 +11,7 @@ One row of the table per entry of ``config.modes``.
 from __future__ import annotations
 
 import time
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from pdiff import stages
 from pdiff.models.denoiser import PromptDenoiser
 from pdiff.models.policy import TunedPolicy
 from pdiff.tuning import prompt_diffuser as pd
@@ -43,11 +45,35 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   pd.check_config(config)
 
 
-def _model(context: registry.TuningContext, config):
-  # The x0 statistics use a fixed key: every seed shares the model (and the
-  # compiled functions); seeds differ in the denoiser's parameters.
-  model, _ = pd.make_prompt_diffuser(context.plm, context.train_trajs, config,
-                                     jax.random.key(0))
+# Built models by (id of the context, stage-1 config): (weak reference to the
+# context, model). Entries go when their context is garbage collected.
+_MODELS: dict[tuple[int, str], tuple[weakref.ref, pd.PromptDiffuser]] = {}
+
+
+def stage1_config(config) -> dict:
+  """The fields of ``config`` that stage 1 (and the model) read."""
+  return {k: v for k, v in config.to_dict().items() if k not in STAGE2_FIELDS}
+
+
+def _model(context: registry.TuningContext, config) -> pd.PromptDiffuser:
+  """The model every seed and row of ``context`` shares.
+
+  The x0 statistics use a fixed key, so that every seed shares the model
+  (and the compiled functions); seeds differ in the denoiser's parameters.
+  Rows that differ in stage-2 fields only (the modes) share one model:
+  built once per context and stage-1 config (``pd.make_model``: its
+  statistics are computed once, and no parameters are initialised).
+  """
+  pd.check_config(config)
+  pd.check_positions(config, context.plm.prompt_position)
+  key = (id(context), stages.canonical_json(stage1_config(config)))
+  hit = _MODELS.get(key)
+  if hit is not None and hit[0]() is context:
+    return hit[1]
+  model = pd.make_model(context.plm, context.train_trajs, config,
+                        jax.random.key(0))
+  forget = lambda _, key=key: _MODELS.pop(key, None)
+  _MODELS[key] = (weakref.ref(context, forget), model)
   return model
 
 
@@ -69,22 +95,32 @@ def prepare_template(context: registry.TuningContext, config):
 
 def make_prepare(context: registry.TuningContext, config):
   """``prepare(key) -> params``: stage 1, initialised and trained from
-  ``key`` (compiled once, reused over seeds)."""
-  model, plm = _model(context, config), context.plm
-  train = jax.tree.map(jnp.asarray, context.train_trajs)
-  k = model.denoiser.horizon
-  x = jnp.zeros((2, k, model.x_mean.shape[0]), jnp.float32)
-  y = jnp.zeros((2, k, 2), jnp.float32)
-  init = jax.jit(lambda key: model.denoiser.init(
-      key, x, y, jnp.zeros((2,), jnp.int32))["params"])
-  compiled = {}
+  ``key`` (compiled once, reused over seeds). Nothing is built before the
+  first call: a pipeline whose seeds' stage-1 models are all cached never
+  calls it."""
+  plm = context.plm
+  built = {}  # "init", "train" (on device), and make_pretrain's by steps
+
+  def init(key):
+    if "init" not in built:
+      model = _model(context, config)
+      k = model.denoiser.horizon
+      x = jnp.zeros((2, k, model.x_mean.shape[0]), jnp.float32)
+      y = jnp.zeros((2, k, 2), jnp.float32)
+      built["init"] = jax.jit(lambda key: model.denoiser.init(
+          key, x, y, jnp.zeros((2,), jnp.int32))["params"])
+    return built["init"](key)
 
   def chunk_fn(steps):
-    if steps not in compiled:
-      compiled[steps] = pd.make_pretrain(model, plm, config, steps)
-    return compiled[steps]
+    if steps not in built:
+      built[steps] = pd.make_pretrain(_model(context, config), plm, config,
+                                      steps)
+    return built[steps]
 
   def prepare(key):
+    if "train" not in built:
+      built["train"] = jax.tree.map(jnp.asarray, context.train_trajs)
+    train = built["train"]
     k_init, key = jax.random.split(key)
     params = init(k_init)
     total = config.pretrain_steps
@@ -138,6 +174,5 @@ METHOD = registry.register(registry.Method(
     name="prompt_diffuser", check_config=check_config, make_tune=make_tune,
     trainable_parameters=trainable_parameters, prepare=make_prepare,
     prepare_template=prepare_template,
-    prepare_config=lambda config: {k: v for k, v in config.to_dict().items()
-                                   if k not in STAGE2_FIELDS},
+    prepare_config=stage1_config,
     variants=variants))
