@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import scipy.stats
+from absl import logging
 
 from pdiff import atomic, envs, provenance, stages
 from pdiff.data.samplers import sample_segments
@@ -259,6 +260,8 @@ def measure_seed(config, dconf, context, family, full_trajs, few_shot,
            for c in range(prompts.states.shape[1])]
     return np.stack(per, axis=-1)
 
+  logging.info("diagnosis, seed %d: rolling out %d real windows per test "
+               "task", seed, int(dconf.real_windows))
   keys = jax.random.split(k_cand, len(tests))
   real, valid, _ = oracle_prompt.task_candidates(
       plm, jax.tree.map(jnp.asarray, full_trajs), keys,
@@ -300,6 +303,8 @@ def measure_seed(config, dconf, context, family, full_trajs, few_shot,
                for r in REGIMES}),
         modes={})
   for mode in dconf.modes:
+    logging.info("diagnosis, seed %d: %s, fine-tuning and %d candidates per "
+                 "test task", seed, mode, int(dconf.candidates))
     mconf = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
     mconf.mode, mconf.modes = mode, (mode,)
     fn = _candidates_fn(model, plm, mconf, int(dconf.candidates))
@@ -409,6 +414,8 @@ def diagnose(config: ml_collections.ConfigDict,
         config, dconf, context, family, full, few_shot, stage1, model, seed)
   run_inputs = {"plm": plm_fp, f"datasets/{config.few_shot_quality}":
                 digests[config.few_shot_quality]}
+  logging.info("diagnosis: %d variants as pipeline runs",
+               len(dconf.variants))
   variants = run_variants(config, context, dconf.variants.to_dict(),
                           dconf.reference_variant, workdir, run_inputs,
                           stage1s, test_trajs)
