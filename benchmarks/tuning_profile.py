@@ -536,7 +536,7 @@ def compare(measurements: list[dict]) -> dict:
         "load_average_1min": [m["load_average_before"][0] for m in ms]}
   if "before" in out["labels"]:
     before = out["labels"]["before"]["mean_loop_s"]
-    for label, row in out["labels"].items():
+    for row in out["labels"].values():
       row["speedup_vs_before"] = [before / x for x in row["loop_s"]]
   first = measurements[0]
   out["same_returns"] = all(m["returns"] == first["returns"]

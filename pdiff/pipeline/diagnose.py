@@ -180,8 +180,8 @@ def run_variants(config, context, variants: Mapping[str, Mapping],
     return tuning_runs.stacked(tuning_runs.draw_few_shot(
         test_trajs, config.num_shots, tuning_runs.seed_key(config, seed)))
 
-  for unit, done in zip(pending, tune_and_evaluate_all(
-      config, context, pending, data_of)):
+  runs = tune_and_evaluate_all(config, context, pending, data_of)
+  for unit, done in zip(pending, runs, strict=True):
     per_seed[unit.label][unit.seed] = done["task_means"]
   out = {}
   for label, by_seed in per_seed.items():

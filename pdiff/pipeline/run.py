@@ -172,7 +172,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 
   done_runs = timer("tune_and_evaluate", tune_and_evaluate_all, config,
                     context, pending, data_of, gate=gate, threads=threads)
-  for unit, run_ in zip(pending, done_runs):
+  for unit, run_ in zip(pending, done_runs, strict=True):
     runs[unit.label][unit.seed] = run_
   runs = {label: {s: by_seed[s] for s in config.seeds}
           for label, by_seed in runs.items()}
@@ -270,7 +270,7 @@ def _prepare_all(config, rows, context, workdir: str, inputs: dict, gate,
                                        workdir, seed, inputs, fns[fn_key])
 
   values = concurrency.map_in_threads(one, list(jobs.values()), threads)
-  return dict(zip(jobs, values))
+  return dict(zip(jobs, values, strict=True))
 
 
 class _TuneFns:
