@@ -64,7 +64,6 @@ import datetime
 import glob
 import hashlib
 import importlib
-import importlib.util
 import json
 import os
 import statistics
@@ -76,6 +75,7 @@ import numpy as np
 from absl import app, flags
 
 import pdiff
+from experiments import launch
 from pdiff import provenance, stages
 from pdiff.evaluation.report import write_json_atomic
 from pdiff.pipeline import tuning_runs
@@ -126,14 +126,6 @@ _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                    "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
 _SAVED_EVENT = "/jax/compilation_cache/compile_time_saved_sec"
-
-
-def load_config(spec: str):
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("_profile_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
 
 
 def union_seconds(spans: list[tuple[float, float]]) -> float:
@@ -577,7 +569,7 @@ def main(argv):
   del argv
   if _COMPILATION_CACHE.value:
     jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
-  config = load_config(_CONFIG.value)
+  config = launch.load_config(_CONFIG.value)
   config.seeds = tuple(int(s) for s in _SEEDS.value)
   os.environ["PDIFF_RUN_THREADS"] = _THREADS.value
   if concurrency is None or concurrency.run_threads() == 1:

@@ -36,7 +36,9 @@ def _flag_value(argv, name: str) -> str | None:
   return None
 
 
-def _load_config(spec: str):
+def load_config(spec: str):
+  """The config of ``FILE[:ARG]``, as ``--config`` takes it: ``FILE``'s
+  ``get_config(ARG)`` (or ``get_config()`` without ``ARG``)."""
   path, _, arg = spec.partition(":")
   module_spec = importlib.util.spec_from_file_location("_launch_config", path)
   module = importlib.util.module_from_spec(module_spec)
@@ -49,7 +51,7 @@ def unknown_override(argv, name: str, default: str) -> str | None:
   exist in the config, naming it and the fields known at that level."""
   spec = _flag_value(argv, name) or default
   try:
-    config = _load_config(spec)
+    config = load_config(spec)
   except Exception as e:  # noqa: BLE001  (the config file itself failed)
     return f"cannot load the config {spec!r}: {type(e).__name__}: {e}"
   for arg in argv:

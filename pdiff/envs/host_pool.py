@@ -34,6 +34,8 @@ from multiprocessing import connection as mp_connection
 
 import numpy as np
 
+from pdiff import env_vars
+
 ENV_VAR = "PDIFF_HOST_WORKERS"
 # Fewer episodes per worker do not pay for the exchange with the worker.
 MIN_EPISODES_PER_WORKER = 2
@@ -55,19 +57,9 @@ def requested_workers() -> int | None:
   Raises:
     ValueError: the variable holds anything else.
   """
-  text = os.environ.get(ENV_VAR, "auto").strip()
-  if text.lower() in ("", "auto"):
-    return None
-  try:
-    workers = int(text)
-  except ValueError:
-    workers = 0
-  if workers < 1:
-    raise ValueError(
-        f"{ENV_VAR}={text!r}: expected a positive integer (worker processes "
-        f"that step host environments; 1 steps them in this process) or "
-        f"'auto' (the number of CPU cores available to the process).")
-  return workers
+  return env_vars.count_or_auto(
+      ENV_VAR, "worker processes that step host environments; 1 steps them "
+      "in this process", "the number of CPU cores available to the process")
 
 
 def available_cores() -> int:

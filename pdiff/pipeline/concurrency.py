@@ -22,13 +22,13 @@ others wait for it.
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TypeVar
 
 import jax
 
+from pdiff import env_vars
 from pdiff.envs.host_pool import available_cores
 
 ENV_VAR = "PDIFF_RUN_THREADS"
@@ -45,20 +45,10 @@ def requested_threads() -> int | None:
   Raises:
     ValueError: the variable holds anything else.
   """
-  text = os.environ.get(ENV_VAR, "auto").strip()
-  if text.lower() in ("", "auto"):
-    return None
-  try:
-    threads = int(text)
-  except ValueError:
-    threads = 0
-  if threads < 1:
-    raise ValueError(
-        f"{ENV_VAR}={text!r}: expected a positive integer (threads that run "
-        f"independent seeds and rows at once; 1 runs them one after the "
-        f"other) or 'auto' (the CPU cores available, at most "
-        f"{AUTO_MAX_THREADS}, on the CPU backend; 1 on accelerators).")
-  return threads
+  return env_vars.count_or_auto(
+      ENV_VAR, "threads that run independent seeds and rows at once; 1 runs "
+      "them one after the other", f"the CPU cores available, at most "
+      f"{AUTO_MAX_THREADS}, on the CPU backend; 1 on accelerators")
 
 
 def run_threads() -> int:

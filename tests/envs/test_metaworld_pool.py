@@ -131,6 +131,10 @@ def test_a_workers_error_reaches_the_caller(monkeypatch, family, pool):
       INDICES)
   args = (np.r_[INDICES[:5], 99], words, np.zeros(6, np.int32),
           np.zeros((6, 4), np.float32))
+  # The workers' environments are reset too, so that both sides fail on the
+  # bad index, whichever tests ran before.
+  monkeypatch.setenv("PDIFF_HOST_WORKERS", "2")
+  pool.run("reset", INDICES)
   monkeypatch.setenv("PDIFF_HOST_WORKERS", "1")
   with pytest.raises(IndexError) as in_process:
     pool.run("step", *args)
