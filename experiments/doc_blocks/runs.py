@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from experiments.doc_blocks.common import (
   DEFAULT_FAMILY,
+  MissingInputError,
   Sources,
   _load_json,
   _rel,
@@ -208,3 +209,91 @@ def render_compute_budget(sources: Sources) -> str:
         _table(["row", "tuning", "evaluation", "total"], per,
                ["l", "r", "r", "r"])]
   return "\n".join(lines)
+
+
+def render_diagnosis(sources: Sources) -> str:
+  """Every committed ``results/*/diagnose.json`` (``experiments/diagnose.py``)
+  as its report's tables (docs/diagnosis.md)."""
+  from pdiff.pipeline import diagnose
+
+  paths = sorted(sources.path("results").glob("*/diagnose.json"))
+  if not paths:
+    raise MissingInputError(
+        f"{_rel(sources, sources.path('results'))}/*/diagnose.json")
+  parts = []
+  for path in paths:
+    report = _load_json(path)
+    prov = report.get("provenance") or {}
+    commit = str(prov.get("commit") or "?")
+    head = (f"From `{_rel(sources, path)}`: `{report['family']}`, seeds "
+            f"{', '.join(str(s) for s in report['seeds'])}, PLM "
+            f"`{report['config'].get('pretrained') or 'pre-trained in the run'}`"
+            f", computed in {_seconds(report['wall_seconds'])} at commit "
+            f"`{commit[:12]}`"
+            + (" with uncommitted changes" if commit.endswith("+dirty") else "")
+            + ".")
+    stale = stale_plm_sentence(sources, report)
+    findings = "\n".join(f"* {x}" for x in _diagnosis_findings(report))
+    body = diagnose.markdown(report).replace("\n## ", "\n### ")
+    if body.startswith("## "):
+      body = "#" + body
+    parts.append("\n\n".join(
+        x for x in (head, stale, findings, body.strip()) if x))
+  return "\n\n".join(parts)
+
+
+def _diagnosis_findings(report: dict) -> list[str]:
+  """Plain sentences on a diagnosis report: does L_DT rank prompts by
+  return, how the gradients compare, which variants differ."""
+  import numpy as np
+
+  tasks = report["summary"]["tasks"]
+  n = len(tasks)
+  out = []
+
+  def over_tasks(key):
+    values = [e[key]["mean"] for e in tasks.values()
+              if e.get(key) and e[key].get("mean") is not None]
+    if not values:
+      return None
+    return (f"{np.mean(values):+.2f} on average over the {len(values)} "
+            f"tasks, positive on {sum(v > 0 for v in values)}")
+
+  for regime in report["regimes"]:
+    real = over_tasks(f"real_rank_correlation_{regime}")
+    gen = [f"`{m}` candidates {over_tasks(f'{m}_rank_correlation_{regime}')}"
+           for m in report["modes"]
+           if over_tasks(f"{m}_rank_correlation_{regime}")]
+    if real:
+      out.append(
+          f"Rank correlation between -L_DT ({regime} regime) and return: "
+          f"real windows {real}" + ("; " + "; ".join(gen) if gen else "")
+          + f" (of {n}).")
+  head = [e["headroom"]["mean"] for e in tasks.values()
+          if e["headroom"].get("mean") is not None]
+  if head:
+    out.append(f"Headroom (best real window minus the few-shot prompt): "
+               f"{np.mean(head):+.1f} on average, from {min(head):+.1f} to "
+               f"{max(head):+.1f}.")
+  for mode, g in report["summary"].get("gradients", {}).items():
+    out.append(f"`{mode}` fine-tuning: ||g_DT|| / ||g_DM|| "
+               f"{g['norm_ratio']['mean']:.3g} on average (first tenth of "
+               f"the steps {g['norm_ratio']['first']:.3g}, last "
+               f"{g['norm_ratio']['last']:.3g}), cosine "
+               f"{g['cosine']['mean']:+.3f}.")
+  significant, other = [], []
+  for label, v in (report.get("variants") or {}).items():
+    d = v.get("difference_to_prompt_dt")
+    if not d or d.get("ci_low") is None:
+      continue
+    text = f"`{label}` {d['mean']:+.1f} [{d['ci_low']:.1f}, {d['ci_high']:.1f}]"
+    (significant if d["ci_low"] > 0 or d["ci_high"] < 0 else other).append(
+        text)
+  if significant or other:
+    out.append(
+        "Against the plain few-shot prompt (paired by seed, 95% CI): "
+        + ("significantly different: " + ", ".join(significant) + "; "
+           if significant else "no variant differs significantly; ")
+        + ("not resolved: " + ", ".join(other) if other else "")
+        + ".")
+  return out
