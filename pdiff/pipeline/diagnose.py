@@ -390,6 +390,7 @@ def diagnose(config: ml_collections.ConfigDict,
                       "reads the test tasks' full datasets; expected "
                       f"{FEW_SHOT_SOURCES[0]!r}.")
   start = time.time()
+  started_with = provenance.provenance()  # the code that runs
   family = envs.make(config.family, backend=config.backend)
   quality = config.pretrain.quality
   plm, plm_fp, digests, test_trajs, context = setup_experiment(
@@ -427,7 +428,7 @@ def diagnose(config: ml_collections.ConfigDict,
       per_seed={str(s): v for s, v in per_seed.items()},
       gradients_per_seed={str(s): v for s, v in gradients.items()},
       feature_names=feature_names(family),
-      wall_seconds=time.time() - start, provenance=provenance.provenance(),
+      wall_seconds=time.time() - start, provenance=started_with,
       inputs=inputs, config=config.to_dict(), diagnose_config=dconf.to_dict())
   out = os.path.join(workdir, "diagnose")
   stages.write_json_atomic(os.path.join(out, "diagnose.json"), report)

@@ -124,6 +124,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   """
   check_run_config(config)
   start = time.time()
+  started_with = provenance.provenance()  # the code that runs
   timer = _Timer()
   family = envs.make(config.family, backend=config.backend)
   rows = method_rows(config)
@@ -188,7 +189,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     row["parameter_share"] = row["trainable_parameters"] / plm_size
   return write_results(config, family, results_dir, runs, info, plm_size,
                        timer.seconds, time.time() - start,
-                       dict(plm=plm_fp, datasets=digests))
+                       dict(plm=plm_fp, datasets=digests), started_with)
 
 
 class Unit(NamedTuple):
@@ -293,8 +294,13 @@ class _TuneFns:
 
 def write_results(config, family, workdir: str, runs, info: dict,
                   plm_parameters: int, stage_seconds: dict,
-                  wall_seconds: float, inputs: dict) -> dict:
+                  wall_seconds: float, inputs: dict,
+                  provenance_record: dict | None = None) -> dict:
   """``results/results.{json,md}`` and ``returns.png`` from the runs.
+
+  ``provenance_record`` (:func:`pdiff.provenance.provenance`) should be
+  taken when the computation started, so that it names the code that ran;
+  by default it is taken now.
 
   A method whose runs all hold success rates (a family with a success
   metric) gets ``success_rate`` in its row and the table's column.
@@ -331,7 +337,8 @@ def write_results(config, family, workdir: str, runs, info: dict,
       stage_seconds=stage_seconds, wall_seconds=wall_seconds,
       fingerprint=stages.fingerprint("results", RESULTS_VERSION, {}, run_fps),
       inputs=dict(inputs, runs=run_fps),
-      provenance=provenance.provenance(),
+      provenance=(provenance.provenance() if provenance_record is None
+                  else provenance_record),
       config=config.to_dict())
   out = os.path.join(workdir, "results")
   report.write_json_atomic(os.path.join(out, "results.json"), results)

@@ -6,6 +6,7 @@ config, interrupt it, or call single stages on its outputs.
 """
 
 import glob
+import importlib
 import json
 import os
 import shutil
@@ -682,3 +683,27 @@ def test_host_state_families_evaluate_one_at_a_time(first_run, tmp_path,
   assert numbers(pipeline.run(tiny_config(), work)) == numbers(results)
   assert most[0] == 1
   assert run_numbers(work) == run_numbers(workdir)
+
+
+def test_results_name_the_code_at_the_start_of_the_run(first_run, tmp_path,
+                                                       monkeypatch):
+  """Provenance is taken when the run starts (the code that ran), not when
+  the results are written, when the work tree may have moved on."""
+  workdir, results, _ = first_run
+  work = str(tmp_path / "work")
+  shutil.copytree(workdir, work)
+  phase = ["running"]
+  run_module = importlib.import_module("pdiff.pipeline.run")
+  write_results = run_module.write_results
+
+  def writing(*args, **kwargs):
+    phase[0] = "writing"
+    return write_results(*args, **kwargs)
+
+  monkeypatch.setattr(run_module, "write_results", writing)
+  monkeypatch.setattr(run_module.provenance, "provenance",
+                      lambda: {"taken_while": phase[0]})
+  resumed = pipeline.run(tiny_config(), work)
+  assert phase[0] == "writing"
+  assert resumed["provenance"] == {"taken_while": "running"}
+  assert numbers(resumed) == numbers(results)
