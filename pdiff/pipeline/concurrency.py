@@ -3,11 +3,11 @@ threads at once.
 
 Most of a results table is many small XLA programs (a denoiser of a few
 256-wide layers, a Prompt-DT of 64-wide embeddings) that leave cores idle:
-on the CPU one of them keeps about 1.4 cores of 2 busy. Units of work that
-do not depend on each other, run from several Python threads (JAX releases
-the interpreter lock while a program runs), fill the idle cores; each unit
-computes exactly what it computes alone, so the results are the same bit for
-bit and the setting enters no config or fingerprint.
+on the CPU one of them keeps about one and a half cores of 2 busy. Units of
+work that do not depend on each other, run from several Python threads (JAX
+releases the interpreter lock while a program runs), fill the idle cores;
+each unit computes exactly what it computes alone, so the results are the
+same bit for bit and the setting enters no config or fingerprint.
 
 ``PDIFF_RUN_THREADS`` sets how many threads: a positive integer, or ``auto``
 (the default): on the CPU backend the cores available, at most
@@ -96,7 +96,9 @@ def map_in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int
   """``[fn(item) for item in items]``, up to ``threads`` items at once.
 
   Items start in order. If one raises, no further item starts, the items
-  already running finish, and the first error (in item order) is raised.
+  already running finish, and the first error (in item order) is raised;
+  an interrupt of the calling thread (Ctrl-C) also lets the running items
+  finish and starts no other.
   """
   items = list(items)
   if threads < 1:
@@ -119,7 +121,13 @@ def map_in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int
       thread_name_prefix="pdiff-run") as pool:
     futures: Sequence[concurrent.futures.Future] = [
         pool.submit(guarded, item) for item in items]
-    concurrent.futures.wait(futures)
+    try:
+      concurrent.futures.wait(futures)
+    except BaseException:  # e.g. KeyboardInterrupt: start nothing more
+      stop.set()
+      for future in futures:
+        future.cancel()
+      raise
   for future in futures:
     error = future.exception()
     if error is not None and not isinstance(error, _NotStarted):

@@ -115,3 +115,26 @@ def test_map_stops_starting_items_after_an_error():
 def test_map_rejects_no_threads():
   with pytest.raises(ValueError, match="threads must be >= 1"):
     concurrency.map_in_threads(lambda x: x, [1, 2], 0)
+
+
+def test_an_interrupt_lets_running_items_finish_and_starts_no_more(
+    monkeypatch):
+  started, finished = [], []
+  wait = concurrency.concurrent.futures.wait
+
+  def interrupted(futures):
+    time.sleep(0.1)  # the first items are running
+    raise KeyboardInterrupt
+
+  def fn(x):
+    started.append(x)
+    time.sleep(0.3)
+    finished.append(x)
+    return x
+
+  monkeypatch.setattr(concurrency.concurrent.futures, "wait", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    concurrency.map_in_threads(fn, range(10), threads=2)
+  monkeypatch.setattr(concurrency.concurrent.futures, "wait", wait)
+  assert sorted(started) == [0, 1]
+  assert sorted(finished) == [0, 1]
