@@ -357,6 +357,22 @@ def run_files_returns(results: str) -> dict[str, dict[str, list[float]]]:
           for label, by_seed in out.items()}
 
 
+def measurement_header(threads: int) -> dict:
+  """What a measurement records of itself, taken before it runs: label,
+  threads, the pdiff it imports and its commit, the start time, the cache
+  and the machine's load."""
+  root = os.path.dirname(os.path.abspath(pdiff.__file__))
+  return {
+      "label": _LABEL.value,
+      "threads": threads,
+      "pdiff": root,
+      "commit": provenance.git_commit(os.path.dirname(root)),
+      "started": datetime.datetime.now().isoformat(timespec="seconds"),
+      "compilation_cache": _COMPILATION_CACHE.value or None,
+      "load_average_before": [round(x, 2) for x in os.getloadavg()],
+  }
+
+
 def measure_threaded(config, workdir: str) -> dict:
   """The table with seeds and rows in threads (``PDIFF_RUN_THREADS`` as
   set): the loop's wall and CPU time, compile time and the returns."""
@@ -368,7 +384,7 @@ def measure_threaded(config, workdir: str) -> dict:
       spans.append((start, end))
 
   jax.monitoring.register_event_time_span_listener(on_span)
-  load_before = os.getloadavg()
+  header = measurement_header(concurrency.run_threads())
   try:
     with tempfile.TemporaryDirectory(prefix="tuning_profile-") as results:
       start, cpu_start = time.perf_counter(), time.process_time()
@@ -382,14 +398,7 @@ def measure_threaded(config, workdir: str) -> dict:
     jax.monitoring.unregister_event_time_span_listener(on_span)
   stage_s = results_dict["stage_seconds"]
   return {
-      "label": _LABEL.value,
-      "threads": concurrency.run_threads(),  # not None: checked by main
-      "pdiff": os.path.dirname(os.path.abspath(pdiff.__file__)),
-      "commit": provenance.git_commit(
-          os.path.dirname(os.path.dirname(os.path.abspath(pdiff.__file__)))),
-      "started": datetime.datetime.now().isoformat(timespec="seconds"),
-      "compilation_cache": _COMPILATION_CACHE.value or None,
-      "load_average_before": [round(x, 2) for x in load_before],
+      **header,
       "load_average_after": [round(x, 2) for x in os.getloadavg()],
       "table_s": table_s,
       # prepare (loading the seeds' stage-1 models) and tune-and-evaluate,
@@ -408,7 +417,7 @@ def measure(config, workdir: str, reference_steps: int) -> dict:
   jax.monitoring.register_event_duration_secs_listener(rec.on_duration)
   inst = Instrumented(rec)
   inst.install()
-  load_before = os.getloadavg()
+  header = measurement_header(1)
   try:
     with tempfile.TemporaryDirectory(prefix="tuning_profile-") as results:
       start = time.perf_counter()
@@ -487,15 +496,8 @@ def measure(config, workdir: str, reference_steps: int) -> dict:
   loop_cpu_s = sum(phases[p]["cpu_s"] for p in LOOP_PHASES)
   loop_compile_s = sum(phases[p]["compile_s"] for p in LOOP_PHASES)
   return {
-      "label": _LABEL.value,
-      "threads": 1,
-      "pdiff": os.path.dirname(os.path.abspath(pdiff.__file__)),
-      "commit": provenance.git_commit(
-          os.path.dirname(os.path.dirname(os.path.abspath(pdiff.__file__)))),
-      "started": datetime.datetime.now().isoformat(timespec="seconds"),
-      "compilation_cache": _COMPILATION_CACHE.value or None,
+      **header,
       "compile_time_saved_by_cache_s": rec.saved_s,
-      "load_average_before": [round(x, 2) for x in load_before],
       "load_average_after": [round(x, 2) for x in load_after],
       "table_s": table_s,
       "loop_s": loop_s,

@@ -148,8 +148,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       inputs = dict(run_inputs)
       value = None
       if method.prepare is not None:
-        value, inputs["prepare"] = prepared[
-            _prepare_fingerprint(config, method, mconf, seed, prepare_inputs)]
+        value, inputs["prepare"] = prepared[label, seed]
       record = tuning_runs.run_record(config, label, method, mconf, seed,
                                       inputs,
                                       success=has_success_metric(family))
@@ -218,7 +217,7 @@ def tune_and_evaluate_all(config, context: registry.TuningContext,
   """
   threads = concurrency.run_threads() if threads is None else threads
   gate = concurrency.FirstCallGate() if gate is None else gate
-  tunes = _TuneFns(context)
+  tunes = _TuneFns(context, gate)
   evaluation_lock = (None if context.family.thread_safe_rollouts
                      else threading.Lock())
 
@@ -232,32 +231,29 @@ def tune_and_evaluate_all(config, context: registry.TuningContext,
         return evaluate()
 
     return tuning_runs.tune_and_evaluate(
-        config, context, method, tunes.get(unit.label, method, unit.mconf,
-                                           gate),
+        config, context, method, tunes.get(unit.label, method, unit.mconf),
         data_of(unit.seed, method), unit.prepared, unit.seed, unit.record,
         unit.path, evaluation=evaluation)
 
   return concurrency.map_in_threads(run_unit, units, threads)
 
 
-def _prepare_fingerprint(config, method, mconf, seed, inputs) -> str:
-  return tuning_runs.prepare_record(config, method, mconf, seed,
-                                    inputs)["fingerprint"]
-
-
 def _prepare_all(config, rows, context, workdir: str, inputs: dict, gate,
                  threads: int) -> dict[str, tuple]:
   """Every seed's ``prepare`` of every row's method, each once (rows that
-  share a stage-1 config share it), in threads: ``{fingerprint: (value,
-  fingerprint)}``."""
+  share a stage-1 config share it), in threads: ``{(label, seed): (value,
+  fingerprint)}`` for the rows with a ``prepare``."""
   jobs = {}  # fingerprint -> (method, mconf, seed, key of its function)
+  fingerprints = {}  # (label, seed) -> fingerprint
   for seed in config.seeds:
-    for _, method, mconf in rows:
+    for label, method, mconf in rows:
       if method.prepare is not None:
-        fp = _prepare_fingerprint(config, method, mconf, seed, inputs)
+        fp = tuning_runs.prepare_record(config, method, mconf, seed,
+                                        inputs)["fingerprint"]
         fn_key = stages.canonical_json([method.name,
                                         method.prepare_config(mconf)])
         jobs.setdefault(fp, (method, mconf, seed, fn_key))
+        fingerprints[label, seed] = fp
   fns = {}
   for method, mconf, _, fn_key in jobs.values():
     if fn_key not in fns:
@@ -270,25 +266,27 @@ def _prepare_all(config, rows, context, workdir: str, inputs: dict, gate,
     return tuning_runs.ensure_prepared(config, method, mconf, context,
                                        workdir, seed, inputs, fns[fn_key])
 
-  values = concurrency.map_in_threads(one, list(jobs.values()), threads)
-  return dict(zip(jobs, values, strict=True))
+  values = dict(zip(jobs, concurrency.map_in_threads(
+      one, list(jobs.values()), threads), strict=True))
+  return {unit: values[fp] for unit, fp in fingerprints.items()}
 
 
 class _TuneFns:
   """Each row's ``tune``, built on first use and shared by its seeds; the
   first call of each runs alone (:class:`concurrency.FirstCallGate`)."""
 
-  def __init__(self, context):
+  def __init__(self, context, gate: concurrency.FirstCallGate):
     self._context = context
+    self._gate = gate
     self._lock = threading.Lock()
     self._fns: dict[str, object] = {}
 
-  def get(self, label: str, method, mconf, gate):
+  def get(self, label: str, method, mconf):
     with self._lock:
       if label not in self._fns:
         tune = method.make_tune(self._context, mconf)
         self._fns[label] = (lambda *args, tune=tune:
-                            gate(("tune", label), tune, *args))
+                            self._gate(("tune", label), tune, *args))
       return self._fns[label]
 
 
