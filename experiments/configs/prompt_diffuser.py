@@ -30,6 +30,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.selection_holdout = 1
   c.selection_batch = 256  # held-out segments scoring each candidate
   c.guidance_path = "chain"  # x0 for L_DT: full reverse chain | one_step
+  # Returns-to-go of the segments L_DT scores (guidance and selection):
+  # "data", sum(r[t:]) as stored (the paper), or "evaluation" (pdiff's
+  # variant): target - sum(r[:t]), as an evaluation rollout feeds them.
+  c.guidance_returns = "data"
   c.clip_denoised = 5.0  # clip standardised x0 estimates to +-this (0 = off)
   c.hidden_sizes = (256, 256, 256)  # denoiser MLP widths
   c.time_embed_dim = 16  # sinusoidal step-embedding size

@@ -69,6 +69,30 @@ def sample_segments(
       rtg=rtg)
 
 
+def evaluation_returns_to_go(trajs: Trajectories, target: float) -> jax.Array:
+  r"""``[N, T]`` unscaled returns-to-go as an evaluation rollout feeds them.
+
+  A rollout starts from the target and subtracts each reward it receives:
+  :math:`\hat R_t = R_{\text{target}} - \sum_{t' < t} r_{t'}` (0 after a
+  trajectory's end), whereas the data's are :math:`\sum_{t' \ge t} r_{t'}`.
+  Passed as ``rtg`` to :func:`sample_segments`, it puts a dataset's windows
+  in the conditioning regime the policy acts in when it is evaluated.
+
+  >>> import numpy as np
+  >>> from pdiff.types import Trajectories
+  >>> z = np.zeros((1, 3))
+  >>> t = Trajectories(observations=z[..., None], actions=z[..., None],
+  ...                  rewards=np.array([[1., 2., 3.]]), dones=z > 0,
+  ...                  timeouts=z > 0, lengths=np.array([2]))
+  >>> np.asarray(evaluation_returns_to_go(t, 10.0)).tolist()
+  [[10.0, 9.0, 0.0]]
+  """
+  rewards = jnp.asarray(trajs.rewards, jnp.float32)  # [N, T]
+  before = jnp.cumsum(rewards, axis=-1) - rewards  # sum(r[:t])
+  valid = jnp.arange(rewards.shape[-1]) < jnp.asarray(trajs.lengths)[:, None]
+  return jnp.where(valid, target - before, 0.0)
+
+
 def few_shot_split(trajs: Trajectories, num_shots: int) -> Trajectories:
   """The first ``num_shots`` trajectories (the few-shot data of a task).
 

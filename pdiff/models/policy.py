@@ -90,14 +90,15 @@ class PretrainedPolicy:
     return self.model.apply({"params": params}, segments, prompt,
                             deterministic=True)
 
-  def sample_segments(self, key, trajs: Trajectories, batch_size: int
-                      ) -> Segments:
+  def sample_segments(self, key, trajs: Trajectories, batch_size: int, *,
+                      rtg: jax.Array | None = None) -> Segments:
     """Training windows ``[B, K, ...]`` of ``trajs`` in the PLM's
-    normalisation."""
+    normalisation; ``rtg`` (``[N, T]``, unscaled) replaces the data's
+    returns-to-go (:func:`pdiff.data.samplers.sample_segments`)."""
     return sample_segments(
         key, trajs, batch_size, self.context_len,
         return_scale=self.return_scale, state_mean=self.state_mean,
-        state_std=self.state_std, max_ep_len=self.max_ep_len)
+        state_std=self.state_std, max_ep_len=self.max_ep_len, rtg=rtg)
 
   def sample_prompts(self, key, trajs: Trajectories, batch_size: int, *,
                      position: str = "last") -> Segments:

@@ -25,9 +25,10 @@ For each seed (the pipeline's few-shot draw) and test task this measures:
   normalisation, actions, reward).
 
 Variants of Prompt Diffuser (guidance scale, chain or one-step guidance,
-DDIM, fine-tune steps, guidance batch) are compared by the pipeline's own
-runs (:func:`variant_configs`). Hyperparameters must be chosen on training
-tasks held out as validation, never on these test-task diagnostics.
+DDIM, fine-tune steps, guidance batch, L_DT's returns-to-go) are compared
+by the pipeline's own runs (:func:`pdiff.pipeline.variants.run_variants`).
+Hyperparameters must be chosen on training tasks held out as validation
+(:mod:`pdiff.pipeline.selection`), never on these test-task diagnostics.
 """
 
 from __future__ import annotations
@@ -44,27 +45,17 @@ import scipy.stats
 from absl import logging
 
 from pdiff import atomic, envs, provenance, stages
-from pdiff.data.samplers import sample_segments
-from pdiff.evaluation import statistics
+from pdiff.data.samplers import evaluation_returns_to_go, sample_segments
 from pdiff.models.policy import PretrainedPolicy, masked_action_mse
 from pdiff.pipeline import tuning_runs
-from pdiff.pipeline.run import Unit, tune_and_evaluate_all
 from pdiff.pipeline.run import setup as setup_experiment
 from pdiff.pipeline.validate import FEW_SHOT_SOURCES, ConfigError
-from pdiff.tuning import oracle_prompt, registry
+from pdiff.pipeline.variants import comparison_table, run_variants, stage1_models
+from pdiff.tuning import oracle_prompt
 from pdiff.tuning import prompt_diffuser as pd
 from pdiff.types import Segments, Trajectories
 
 REGIMES = ("data", "evaluation")
-
-
-def evaluation_returns_to_go(trajs: Trajectories, target: float) -> jax.Array:
-  """``[N, T]`` unscaled returns-to-go an evaluation rollout would feed:
-  ``target - sum(rewards[:t])`` (0 after a trajectory's end)."""
-  rewards = jnp.asarray(trajs.rewards, jnp.float32)  # [N, T]
-  before = jnp.cumsum(rewards, axis=-1) - rewards  # sum(r[:t])
-  valid = jnp.arange(rewards.shape[-1]) < jnp.asarray(trajs.lengths)[:, None]
-  return jnp.where(valid, target - before, 0.0)
 
 
 def regime_segments(plm: PretrainedPolicy, trajs: Trajectories, key,
@@ -119,85 +110,6 @@ def feature_error(generated: Segments, real: Segments,
   return np.abs(gen.mean(0) - ref.mean(0)) / (ref.std(0) + 1e-6)
 
 
-def variant_configs(base: ml_collections.ConfigDict,
-                    variants: Mapping[str, Mapping]
-                    ) -> dict[str, ml_collections.ConfigDict]:
-  """Prompt Diffuser's config under each variant's overrides (unknown fields
-  are refused by ConfigDict)."""
-  out = {}
-  for name, overrides in variants.items():
-    c = ml_collections.ConfigDict(base.to_dict())
-    c.update(dict(overrides))
-    pd.check_config(c)
-    out[name] = c
-  return out
-
-
-def run_variants(config, context, variants: Mapping[str, Mapping],
-                 reference: str, workdir: str, inputs: dict,
-                 stage1: Mapping[int, tuple], test_trajs) -> dict:
-  """Prompt Diffuser under each variant (and the plain few-shot prompt), as
-  the pipeline runs them: per seed its few-shot draw, tuning and
-  ``config.eval_episodes`` evaluation episodes, cached as runs labelled
-  ``diagnose/NAME`` (resumable, by fingerprint).
-
-  Returns:
-    ``{label: {"per_seed_tasks": [seeds][tasks], "mean",
-    "difference_to_prompt_dt", "difference_to_diagnose/REFERENCE"}}``, the
-    differences paired by seed.
-  """
-  if variants and reference not in variants:
-    raise ValueError(f"reference variant {reference!r} is not among the "
-                     f"variants {sorted(variants)}.")
-  base = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
-  rows = [("prompt_dt", registry.get("prompt_dt"),
-           config.tuning.prompt_dt, None)]
-  for name, c in variant_configs(base, variants).items():
-    c.modes = (c.mode,)
-    rows.append((f"diagnose/{name}", registry.get("prompt_diffuser"), c,
-                 name))
-  per_seed: dict[str, dict[int, list]] = {label: {} for label, *_ in rows}
-  pending = []
-  for seed in config.seeds:  # seed-major: the threads start on other rows
-    for label, method, mconf, _ in rows:
-      run_inputs = dict(inputs)
-      prepared = None
-      if method.prepare is not None:
-        prepared, run_inputs["prepare"] = stage1[seed]
-      record = tuning_runs.run_record(config, label, method, mconf, seed,
-                                      run_inputs)
-      path = tuning_runs.run_path(workdir, label.replace("/", "-"), seed,
-                                  record["fingerprint"])
-      done = stages.read_record(path)
-      if stages.is_complete(done, record["fingerprint"]):
-        per_seed[label][seed] = done["task_means"]
-      else:
-        pending.append(Unit(label, method, mconf, seed, prepared, record,
-                            path))
-
-  def data_of(seed, method):
-    del method  # every row reads the seed's few-shot draw
-    return tuning_runs.stacked(tuning_runs.draw_few_shot(
-        test_trajs, config.num_shots, tuning_runs.seed_key(config, seed)))
-
-  runs = tune_and_evaluate_all(config, context, pending, data_of)
-  for unit, done in zip(pending, runs, strict=True):
-    per_seed[unit.label][unit.seed] = done["task_means"]
-  out = {}
-  for label, by_seed in per_seed.items():
-    tasks = [by_seed[s] for s in config.seeds]
-    out[label] = dict(per_seed_tasks=tasks, mean=float(np.mean(tasks)))
-  first = f"diagnose/{reference}" if variants else None
-  for label, row in out.items():
-    for ref in ("prompt_dt", first):
-      if ref is not None and ref != label:
-        d = statistics.paired_difference(row["per_seed_tasks"],
-                                         out[ref]["per_seed_tasks"])
-        row[f"difference_to_{ref}"] = {
-            k: v for k, v in d.items() if not k.startswith("per_task")}
-  return out
-
-
 def _summary(values) -> dict:
   """Mean, std and count of the finite values (None entries skipped)."""
   v = np.asarray([x for x in values if x is not None], np.float64)
@@ -208,10 +120,11 @@ def _summary(values) -> dict:
               std=float(v.std(ddof=1)) if v.size > 1 else None, n=int(v.size))
 
 
-def _candidates_fn(model, plm, config, num_candidates: int):
+def _candidates_fn(model, plm, config, num_candidates: int,
+                   return_target: float):
   """``(stage-1 params, few_shot [M, N, T], keys [M]) -> (candidates
   [M, G, K*], fine-tuning metrics [M, steps])`` for one mode's config."""
-  finetune = pd.make_finetune(model, plm, config)
+  finetune = pd.make_finetune(model, plm, config, return_target=return_target)
   gen_config = ml_collections.ConfigDict(config.to_dict())
   gen_config.num_candidates = num_candidates
 
@@ -307,7 +220,8 @@ def measure_seed(config, dconf, context, family, full_trajs, few_shot,
                  "test task", seed, mode, int(dconf.candidates))
     mconf = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
     mconf.mode, mconf.modes = mode, (mode,)
-    fn = _candidates_fn(model, plm, mconf, int(dconf.candidates))
+    fn = _candidates_fn(model, plm, mconf, int(dconf.candidates),
+                        float(family.return_target))
     cands, metrics = fn(
         stage1, jax.tree.map(jnp.asarray, few_shot),  # already [M, N, T]
         jax.random.split(jax.random.fold_in(k_modes, pd.MODES.index(mode)),
@@ -397,17 +311,14 @@ def diagnose(config: ml_collections.ConfigDict,
       config, family, workdir)
   tests = list(family.test_tasks)
   train = context.train_trajs
-  method = registry.get("prompt_diffuser")
   mconf = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
   mconf.mode, mconf.modes = "dm_only", ("dm_only",)
   model, _ = pd.make_prompt_diffuser(plm, train, mconf, jax.random.key(0))
-  prepare_fn = method.prepare(context, mconf)
   inputs = {"plm": plm_fp, f"datasets/{quality}": digests[quality]}
   full = tuning_runs.stacked(test_trajs)
-  per_seed, gradients, stage1s = {}, {}, {}
+  stage1s = stage1_models(config, context, workdir, inputs)
+  per_seed, gradients = {}, {}
   for seed in config.seeds:
-    stage1s[seed] = tuning_runs.ensure_prepared(
-        config, method, mconf, context, workdir, seed, inputs, prepare_fn)
     stage1 = stage1s[seed][0]
     few_shot = tuning_runs.stacked(tuning_runs.draw_few_shot(
         test_trajs, config.num_shots, tuning_runs.seed_key(config, seed)))
@@ -482,17 +393,8 @@ def markdown(report: Mapping) -> str:
   if report.get("variants"):
     first = f"diagnose/{report['diagnose_config']['reference_variant']}"
     lines += ["", "Variants (mean test return over tasks and seeds; paired "
-              "differences by seed):", "", "| run | mean | difference to "
-              f"prompt_dt | difference to {first} |",
-              "|---|---|---|---|"]
-    for label, v in report["variants"].items():
-      cells = [label, f"{v['mean']:.1f}"]
-      for ref in ("prompt_dt", first):
-        d = v.get(f"difference_to_{ref}")
-        interval = (None if d is None else statistics.format_interval(
-            d.get("ci_low"), d.get("ci_high")))
-        cells.append("n/a" if d is None else f"{d['mean']:+.1f} {interval}")
-      lines.append("| " + " | ".join(cells) + " |")
+              "differences by seed):", ""]
+    lines += comparison_table(report["variants"], first)
   lines += ["", "Choose settings on training tasks held out as validation: "
             "these are test-task diagnostics.", ""]
   return "\n".join(lines)

@@ -85,10 +85,17 @@ class Setup(NamedTuple):
   context: registry.TuningContext  # PLM, family, pooled training data
 
 
-def setup(config, family, workdir: str, timer=None) -> Setup:
+def setup(config, family, workdir: str, timer=None, *,
+          tuning_family=None) -> Setup:
   """The datasets and the PLM (each computed or found by fingerprint), the
   test tasks' trajectories of ``config.few_shot_quality`` and the tuning
-  context; ``timer(name, fn, *args)`` times the two stages."""
+  context; ``timer(name, fn, *args)`` times the two stages.
+
+  ``tuning_family``: the family, with another split of its tasks, whose
+  test tasks are tuned and whose training tasks the methods may read (e.g.
+  validation tasks held out of the training tasks); the datasets and the
+  PLM stay ``family``'s. Default: ``family``.
+  """
   timer = timer or (lambda name, fn, *args: fn(*args))
   qualities = sorted({config.pretrain.quality, config.few_shot_quality})
   digests = timer("datasets", prepare.ensure_datasets, config, family,
@@ -97,12 +104,13 @@ def setup(config, family, workdir: str, timer=None) -> Setup:
   plm, plm_fp = timer("pretrain", prepare.ensure_pretrained, config, family,
                       workdir, digests[train_quality])
   root = os.path.join(workdir, "datasets")
-  test_trajs = tuning_runs.load_split(family, root, config.few_shot_quality,
-                                      list(family.test_tasks))
+  tuned = family if tuning_family is None else tuning_family
+  test_trajs = tuning_runs.load_split(tuned, root, config.few_shot_quality,
+                                      list(tuned.test_tasks))
   train = loading.pooled(tuning_runs.load_split(
-      family, root, train_quality, list(family.train_tasks)))
+      tuned, root, train_quality, list(tuned.train_tasks)))
   return Setup(plm, plm_fp, digests, test_trajs,
-               tuning_runs.make_context(plm, family, train))
+               tuning_runs.make_context(plm, tuned, train))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *,

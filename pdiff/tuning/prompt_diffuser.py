@@ -46,6 +46,15 @@ from (``train_position``), those whose condition generates ``L_DT``'s prompts
 (``guidance_position``) and the one conditioning the final prompt
 (``condition_position``) sit there too: :func:`check_positions` refuses any
 other value, unless ``allow_unread_positions`` (for diagnostics only).
+
+**Returns-to-go of L_DT** (``guidance_returns``). The paper scores a prompt
+on few-shot segments whose returns-to-go are the data's, ``sum(r[t:])``
+(``"data"``, the default). An evaluation rollout instead feeds
+``target - sum(r[:t])`` from the family's return target: with
+``"evaluation"`` (pdiff's variant, not the paper's), ``L_DT`` (guidance and
+candidate selection) reads the segments relabelled that way
+(:func:`pdiff.data.samplers.evaluation_returns_to_go`), the regime the PLM
+acts in when the prompt is used.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ import optax
 
 from pdiff import diffusion
 from pdiff.data.prompts import PROMPT_POSITIONS
+from pdiff.data.samplers import evaluation_returns_to_go
 from pdiff.diffusion.schedules import SCHEDULE_KINDS
 from pdiff.models.denoiser import PromptDenoiser
 from pdiff.models.policy import PretrainedPolicy, masked_action_mse
@@ -67,6 +77,9 @@ from pdiff.types import Segments, Trajectories
 MODES = ("dm_only", "dt_only", "sum", "projection")
 GUIDANCE_PATHS = ("chain", "one_step")
 SAMPLERS = ("ddpm", "ddim")
+# Returns-to-go of the segments L_DT scores: the data's (the paper) or those
+# an evaluation rollout feeds (pdiff's variant).
+GUIDANCE_RETURNS = ("data", "evaluation")
 # Config fields placing prompt windows in trajectories; each must equal the
 # PLM's prompt position (:func:`check_positions`).
 POSITION_FIELDS = ("train_position", "guidance_position", "condition_position")
@@ -80,6 +93,7 @@ def check_config(c: ml_collections.ConfigDict) -> None:
   """
   for field, allowed in (("mode", MODES), ("guidance_path", GUIDANCE_PATHS),
                          ("sampler", SAMPLERS),
+                         ("guidance_returns", GUIDANCE_RETURNS),
                          ("schedule", SCHEDULE_KINDS),
                          ("train_position", PROMPT_POSITIONS),
                          ("condition_position", PROMPT_POSITIONS),
@@ -345,12 +359,35 @@ def make_pretrain(model: PromptDiffuser, plm: PretrainedPolicy,
   return pretrain, optimizer
 
 
+def check_return_target(config, return_target: float | None) -> None:
+  """Refuses ``guidance_returns="evaluation"`` without the return target
+  that an evaluation starts from."""
+  if config.guidance_returns == "evaluation" and return_target is None:
+    raise ValueError("prompt_diffuser config: guidance_returns='evaluation' "
+                     "needs the family's return target (return_target), got "
+                     "None.")
+
+
+def guidance_segments(plm: PretrainedPolicy, trajs: Trajectories, key,
+                      batch_size: int, config,
+                      return_target: float | None) -> Segments:
+  """``batch_size`` segments ``[B, K, ...]`` of ``trajs`` for ``L_DT``, with
+  the returns-to-go ``config.guidance_returns`` names: the data's, or
+  ``return_target - sum(r[:t])`` as an evaluation rollout feeds them."""
+  rtg = None
+  if config.guidance_returns == "evaluation":
+    check_return_target(config, return_target)
+    rtg = evaluation_returns_to_go(trajs, return_target)
+  return plm.sample_segments(key, trajs, batch_size, rtg=rtg)
+
+
 def _dt_loss(model: PromptDiffuser, plm: PretrainedPolicy, params, few_shot,
-             key, config):
+             key, config, return_target: float | None = None):
   """L_DT: the frozen PLM's action MSE on ``guidance_batch`` segments of
-  ``few_shot`` (the fine-tuning part), the i-th prompted with a prompt
-  generated from the condition ``y_i`` of a window at ``guidance_position``
-  of ``few_shot``. Differentiated in ``params`` only."""
+  ``few_shot`` (the fine-tuning part; returns-to-go by
+  :func:`guidance_segments`), the i-th prompted with a prompt generated from
+  the condition ``y_i`` of a window at ``guidance_position`` of
+  ``few_shot``. Differentiated in ``params`` only."""
   k_cond, k_gen, k_seg = jax.random.split(key, 3)
   b = config.guidance_batch
   windows = plm.sample_prompts(k_cond, few_shot, b,
@@ -365,7 +402,8 @@ def _dt_loss(model: PromptDiffuser, plm: PretrainedPolicy, params, few_shot,
                                   k_gen, x0.shape,
                                   clip_denoised=config.clip_denoised or None)
   prompt = model.decode(x_gen, y, plm.state_mean.shape[0])
-  segments = plm.sample_segments(k_seg, few_shot, b)
+  segments = guidance_segments(plm, few_shot, k_seg, b, config,
+                               return_target)
   return masked_action_mse(plm.apply(plm.params, segments, prompt),
                            segments.actions, segments.mask)
 
@@ -380,7 +418,8 @@ def make_finetune_optimizer(config) -> optax.GradientTransformationExtraArgs:
 
 
 def make_finetune(model: PromptDiffuser, plm: PretrainedPolicy,
-                  config: ml_collections.ConfigDict):
+                  config: ml_collections.ConfigDict, *,
+                  return_target: float | None = None):
   """``finetune(params, few_shot, key) -> (params, metrics)``: stage 2, the
   whole loop one ``lax.scan`` (pure; ``vmap`` it over tasks or seeds).
 
@@ -391,13 +430,17 @@ def make_finetune(model: PromptDiffuser, plm: PretrainedPolicy,
   cosine between g_DM and g_DT; NaN-free, 0 in ``dm_only`` mode) and the
   global norms ``dm_grad_norm`` and ``dt_grad_norm`` (0 in ``dm_only``
   mode) of the two gradients, before scaling or projection.
+  ``return_target`` (the family's, unscaled) is read with
+  ``guidance_returns="evaluation"`` only.
 
   Raises:
-    ValueError: from :func:`check_config` or :func:`check_positions` when
-      built; from :func:`check_num_shots` when traced.
+    ValueError: from :func:`check_config`, :func:`check_positions` or
+      :func:`check_return_target` when built; from :func:`check_num_shots`
+      when traced.
   """
   check_config(config)
   check_positions(config, plm.prompt_position)
+  check_return_target(config, return_target)
   optimizer = make_finetune_optimizer(config)
   guided = config.mode != "dm_only"
 
@@ -413,7 +456,7 @@ def make_finetune(model: PromptDiffuser, plm: PretrainedPolicy,
           config.train_position)
       if guided:
         dt_loss, g_dt = jax.value_and_grad(_dt_loss, argnums=2)(
-            model, plm, params, few_shot, k_dt, config)
+            model, plm, params, few_shot, k_dt, config, return_target)
         cosine = _cosine(g_dm, g_dt)
         dt_norm = _norm(g_dt)
       else:
@@ -477,15 +520,12 @@ def generate_candidates(model: PromptDiffuser, plm: PretrainedPolicy, params,
 
 
 def selection_scores(plm: PretrainedPolicy, prompts: Segments,
-                     held_out: Trajectories, key, batch_size: int
-                     ) -> jax.Array:
+                     segments: Segments) -> jax.Array:
   """``L_DT`` of each candidate: scores ``[G]``.
 
-  ``score_g = MSE(PLM(segments | prompt_g), actions)`` over ``batch_size``
-  segments of ``held_out`` ``[h, T, ...]`` drawn once with ``key`` and shared
-  by every candidate (a paired comparison).
+  ``score_g = MSE(PLM(segments | prompt_g), actions)`` over ``segments``
+  ``[S, K, ...]``, shared by every candidate (a paired comparison).
   """
-  segments = plm.sample_segments(key, held_out, batch_size)
 
   def loss(prompt):  # prompt [K*, ...], shared by every segment
     return masked_action_mse(
@@ -497,7 +537,8 @@ def selection_scores(plm: PretrainedPolicy, prompts: Segments,
 
 
 def generate_prompt(model: PromptDiffuser, plm: PretrainedPolicy, params,
-                    few_shot: Trajectories, key, config) -> Segments:
+                    few_shot: Trajectories, key, config, *,
+                    return_target: float | None = None) -> Segments:
   """Stage 3: the prompt ``[K*, ...]`` for the task of ``few_shot``.
 
   ``key`` splits into ``(k_cond, k_gen, k_sel)``. The condition comes from
@@ -505,10 +546,12 @@ def generate_prompt(model: PromptDiffuser, plm: PretrainedPolicy, params,
   all ``N`` few-shot trajectories. With ``num_candidates = 1`` the result is
   the single prompt sampled with ``k_gen``. With ``G > 1``, ``G`` candidates
   are sampled with ``k_gen`` and the one of lowest
-  :func:`selection_scores` on ``selection_batch`` segments (``k_sel``) of the
-  held-out trajectories of :func:`split_few_shot` is returned.
+  :func:`selection_scores` on ``selection_batch`` segments (``k_sel``,
+  :func:`guidance_segments`) of the held-out trajectories of
+  :func:`split_few_shot` is returned.
   """
   check_positions(config, plm.prompt_position)
+  check_return_target(config, return_target)
   _, held_out = split_few_shot(few_shot, config)
   k_cond, k_gen, k_sel = jax.random.split(key, 3)
   window = condition_window(plm, few_shot, k_cond, config.condition_position)
@@ -516,23 +559,27 @@ def generate_prompt(model: PromptDiffuser, plm: PretrainedPolicy, params,
   if held_out is None:
     best = 0
   else:
-    best = jnp.argmin(selection_scores(plm, prompts, held_out, k_sel,
-                                       config.selection_batch))
+    segments = guidance_segments(plm, held_out, k_sel, config.selection_batch,
+                                 config, return_target)
+    best = jnp.argmin(selection_scores(plm, prompts, segments))
   return jax.tree.map(lambda x: x[best], prompts)
 
 
-def make_tune_tasks(model: PromptDiffuser, plm: PretrainedPolicy, config):
+def make_tune_tasks(model: PromptDiffuser, plm: PretrainedPolicy, config, *,
+                    return_target: float | None = None):
   """``tune(pretrained_params, few_shot [M, N, T, ...], keys [M]) ->
   (prompts [M, K*, ...], metrics [M, steps])``: stages 2-3 for many tasks
   (or seeds) at once, one jit, ``vmap`` over the leading axis. Each task's
   key splits into ``(k_ft, k_gen)`` for :func:`make_finetune`'s loop and
-  :func:`generate_prompt`, both given the task's whole few-shot data."""
-  finetune = make_finetune(model, plm, config)
+  :func:`generate_prompt`, both given the task's whole few-shot data (and
+  ``return_target``, read with ``guidance_returns="evaluation"``)."""
+  finetune = make_finetune(model, plm, config, return_target=return_target)
 
   def one(params, few_shot, key):
     k_ft, k_gen = jax.random.split(key)
     params, metrics = finetune(params, few_shot, k_ft)
-    return generate_prompt(model, plm, params, few_shot, k_gen, config), metrics
+    return generate_prompt(model, plm, params, few_shot, k_gen, config,
+                           return_target=return_target), metrics
 
   return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
 

@@ -32,6 +32,7 @@ STAGE2_FIELDS = ("mode", "modes", "guidance_scale", "num_bases", "per_leaf",
                  "guidance_path", "clip_denoised", "condition_position",
                  "guidance_position", "finetune_steps", "finetune_batch",
                  "guidance_batch", "finetune_lr", "selection_holdout",
+                 "guidance_returns",
                  "allow_unread_positions")
 CHUNK = 250  # stage-1 steps per jitted call (progress lines in between)
 
@@ -144,7 +145,9 @@ def make_prepare(context: registry.TuningContext, config):
 def make_tune(context: registry.TuningContext, config) -> registry.TuneFn:
   """``tune(stage-1 params, few_shot [M, N, T, ...], keys [M])``."""
   model = _model(context, config)
-  tune_tasks = pd.make_tune_tasks(model, context.plm, config)
+  tune_tasks = pd.make_tune_tasks(
+      model, context.plm, config,
+      return_target=float(context.family.return_target))
 
   def tune(prepared, few_shot, keys):
     prompts, metrics = tune_tasks(prepared, few_shot, keys)

@@ -12,7 +12,7 @@ import pytest
 from experiments.configs import diagnose as diagnose_configs
 from pdiff.data import samplers
 from pdiff.models.policy import masked_action_mse
-from pdiff.pipeline import diagnose
+from pdiff.pipeline import diagnose, variants
 from pdiff.types import Segments, Trajectories
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -31,13 +31,13 @@ def trajectories(rewards, lengths, ds=2, da=1):
 
 def test_evaluation_returns_to_go_subtract_the_rewards_so_far():
   trajs = trajectories([[1.0, 2.0, 3.0, 0.0], [5.0, 0.0, 0.0, 0.0]], [3, 1])
-  rtg = np.asarray(diagnose.evaluation_returns_to_go(trajs, 10.0))
+  rtg = np.asarray(samplers.evaluation_returns_to_go(trajs, 10.0))
   np.testing.assert_allclose(rtg, [[10, 9, 7, 0], [10, 0, 0, 0]])
 
 
 def test_evaluation_regime_differs_from_the_data_only_in_returns_to_go():
   trajs = trajectories(np.ones((3, 6)), [6, 6, 4])
-  rtg = diagnose.evaluation_returns_to_go(trajs, 20.0)
+  rtg = samplers.evaluation_returns_to_go(trajs, 20.0)
   kw = dict(return_scale=10.0, state_mean=None, state_std=None, max_ep_len=8)
   key = jax.random.key(0)
   data = samplers.sample_segments(key, trajs, 16, 3, **kw)
@@ -104,7 +104,7 @@ def test_unknown_regime_and_reference_are_named():
   with pytest.raises(ValueError, match="regime must be one of"):
     diagnose.regime_segments(None, trajs, jax.random.key(0), 2, "online", 0.)
   with pytest.raises(ValueError, match="reference variant 'x'"):
-    diagnose.run_variants(None, None, {"a": {}}, "x", "", {}, {}, [])
+    variants.run_variants(None, None, {"a": {}}, "x", "", {}, {}, [])
 
 
 def test_tiny_diagnosis_on_point_robot(tmp_path):
@@ -134,9 +134,9 @@ def test_tiny_diagnosis_on_point_robot(tmp_path):
   grads = report["summary"]["gradients"]["projection"]
   assert grads["norm_ratio"]["mean"] > 0
   assert -1 <= grads["cosine"]["mean"] <= 1
-  variants = report["variants"]
-  assert set(variants) == {"prompt_dt", "diagnose/projection"}
-  assert "difference_to_prompt_dt" in variants["diagnose/projection"]
+  rows = report["variants"]
+  assert set(rows) == {"prompt_dt", "diagnose/projection"}
+  assert "difference_to_prompt_dt" in rows["diagnose/projection"]
   out = tmp_path / "diagnose"
   assert json.loads((out / "diagnose.json").read_text())["family"] == (
       "point_robot")

@@ -101,6 +101,7 @@ def assert_bitwise_equal(a, b):
     ("finetune_batch", 0), ("guidance_batch", 0), ("pretrain_steps", -1),
     ("finetune_steps", -1), ("guidance_scale", -0.5), ("clip_denoised", -1.0),
     ("ddim_steps", 21),  # more than num_diffusion_steps (20)
+    ("guidance_returns", "online"),
 ])
 def test_check_config_names_the_bad_field(field, value):
   c = prompt_diffuser_configs.get_config()
@@ -285,6 +286,49 @@ def test_guided_finetune_differs_from_dm_only(setup, overrides):
   assert params_differ(guided, base, tol=1e-4)
 
 
+def test_guidance_segments_in_the_evaluations_regime(setup):
+  """Same key, same windows; only the returns-to-go change, to the target
+  minus the rewards so far: evaluation - data = (target - the trajectory's
+  return) / scale on every real step."""
+  plm, _, _, stacked, _ = setup
+  few_shot, key, target = first_task(stacked), jax.random.key(3), 7.0
+  data = pd.guidance_segments(plm, few_shot, key, 16, tiny_config(), None)
+  evaluation = pd.guidance_segments(
+      plm, few_shot, key, 16, tiny_config(guidance_returns="evaluation"),
+      target)
+  for field in ("states", "actions", "rewards", "timesteps", "mask"):
+    np.testing.assert_array_equal(getattr(data, field),
+                                  getattr(evaluation, field), err_msg=field)
+  totals = np.asarray(few_shot.rewards).sum(-1)  # [N]
+  # The trajectory of each window, from its first real step's data returns.
+  diff = np.asarray(evaluation.returns_to_go - data.returns_to_go)  # [B, K]
+  mask = np.asarray(data.mask) > 0
+  offsets = (target - totals) / plm.return_scale
+  for row, m in zip(diff, mask, strict=True):
+    assert np.ptp(row[m]) < 1e-5  # one offset per window
+    assert np.min(np.abs(offsets - row[m][0])) < 1e-5
+  assert not np.allclose(diff[mask], 0.0)
+
+
+def test_evaluation_regime_changes_the_guidance_and_needs_the_target(setup):
+  plm, model, params, stacked, _ = setup
+  few_shot, key = first_task(stacked), jax.random.key(7)
+  c = tiny_config(mode="sum", guidance_path="one_step",
+                  guidance_returns="evaluation")
+  with pytest.raises(ValueError, match="return_target"):
+    pd.make_finetune(model, plm, c)
+  with pytest.raises(ValueError, match="return_target"):
+    pd.make_tune_tasks(model, plm, c)
+  _, data = finetune_fn(model, plm, mode="sum", guidance_path="one_step")(
+      params, few_shot, key)
+  _, evaluation = jax.jit(pd.make_finetune(model, plm, c, return_target=7.0))(
+      params, few_shot, key)
+  # The same diffusion loss at the first step; another guidance loss.
+  np.testing.assert_allclose(evaluation["dm_loss"][0], data["dm_loss"][0],
+                             rtol=1e-6)
+  assert abs(float(evaluation["dt_loss"][0] - data["dt_loss"][0])) > 1e-6
+
+
 def test_dt_only_follows_the_guidance_alone(setup):
   """dt_only with lambda = 0 has a zero gradient: the parameters stay as
   they were (bitwise), while L_DM and L_DT are still measured."""
@@ -436,7 +480,7 @@ def test_selection_scores_candidates_on_held_out_trajectories_only(setup):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(
       a, b[int(np.argmin(losses))], rtol=1e-6), prompt, candidates)
   scores_fn = jax.jit(lambda held_out: pd.selection_scores(
-      plm, candidates, held_out, k_sel, 8))
+      plm, candidates, plm.sample_segments(k_sel, held_out, 8)))
   np.testing.assert_allclose(scores_fn(held_out), losses, rtol=1e-5)
   # The states and actions of the fine-tuning trajectories play no part in
   # generation (their rewards may give the condition's returns-to-go).

@@ -1,0 +1,152 @@
+"""Prompt Diffuser's variants as pipeline runs, compared paired by seed.
+
+A variant is a name and overrides of the ``prompt_diffuser`` config (e.g.
+``{"guidance_scale": 10.0}``). :func:`run_variants` tunes and evaluates each
+one, with the plain few-shot prompt (``prompt_dt``) beside them, exactly as
+:func:`pdiff.pipeline.run.run` runs a table's rows: per seed its few-shot
+draw, its stage-1 model, its tuning and evaluation keys. Runs are cached
+under ``{workdir}/results/runs`` by fingerprint, labelled ``PREFIX/NAME``, so
+a stopped comparison resumes. The diagnosis (:mod:`pdiff.pipeline.diagnose`)
+and the selection of settings on validation tasks
+(:mod:`pdiff.pipeline.selection`) both compare variants this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ml_collections
+import numpy as np
+
+from pdiff import stages
+from pdiff.evaluation import statistics
+from pdiff.pipeline import tuning_runs
+from pdiff.pipeline.run import Unit, tune_and_evaluate_all
+from pdiff.tuning import prompt_diffuser as pd
+from pdiff.tuning import registry
+
+BASELINE = "prompt_dt"  # the row every variant is also compared with
+
+
+def variant_configs(base: ml_collections.ConfigDict,
+                    variants: Mapping[str, Mapping]
+                    ) -> dict[str, ml_collections.ConfigDict]:
+  """Prompt Diffuser's config under each variant's overrides (unknown fields
+  are refused by ConfigDict; bad values by ``pd.check_config``)."""
+  out = {}
+  for name, overrides in variants.items():
+    c = ml_collections.ConfigDict(base.to_dict())
+    c.update(dict(overrides))
+    pd.check_config(c)
+    out[name] = c
+  return out
+
+
+def stage1_models(config, context: registry.TuningContext, workdir: str,
+                  inputs: dict[str, str]) -> dict[int, tuple]:
+  """Every seed's stage-1 model of ``config.tuning.prompt_diffuser`` (one per
+  seed, shared by every variant: they differ in stage-2 fields only), found
+  or trained under its fingerprint: ``{seed: (params, fingerprint)}``."""
+  method = registry.get("prompt_diffuser")
+  mconf = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
+  prepare_fn = method.prepare(context, mconf)
+  return {seed: tuning_runs.ensure_prepared(config, method, mconf, context,
+                                            workdir, seed, inputs, prepare_fn)
+          for seed in config.seeds}
+
+
+def run_variants(config, context: registry.TuningContext,
+                 variants: Mapping[str, Mapping], reference: str,
+                 workdir: str, inputs: dict, stage1: Mapping[int, tuple],
+                 test_trajs, *, prefix: str = "diagnose") -> dict:
+  """Prompt Diffuser under each variant (and the plain few-shot prompt), as
+  the pipeline runs them: per seed its few-shot draw, tuning and
+  ``config.eval_episodes`` evaluation episodes, cached as runs labelled
+  ``PREFIX/NAME`` (resumable, by fingerprint).
+
+  Args:
+    config: the run config (seeds, few-shot data, evaluation episodes and
+      the base ``tuning.prompt_diffuser``).
+    context: the tuning context; its family's test tasks are evaluated.
+    variants: name -> overrides of the Prompt Diffuser config.
+    reference: the variant every other is compared with.
+    workdir: where the runs are cached.
+    inputs: the runs' inputs (PLM, datasets, and anything else that makes
+      two comparisons differ, e.g. the task split).
+    stage1: ``{seed: (params, fingerprint)}`` (:func:`stage1_models`).
+    test_trajs: per test task, the trajectories its few-shot draw comes from.
+    prefix: the label of the comparison's runs.
+
+  Returns:
+    ``{label: {"per_seed_tasks": [seeds][tasks], "mean",
+    "difference_to_prompt_dt", "difference_to_PREFIX/REFERENCE"}}``, the
+    differences paired by seed.
+
+  Raises:
+    ValueError: ``reference`` is not a variant.
+  """
+  if variants and reference not in variants:
+    raise ValueError(f"reference variant {reference!r} is not among the "
+                     f"variants {sorted(variants)}.")
+  base = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
+  rows = [(BASELINE, registry.get(BASELINE), config.tuning.prompt_dt)]
+  for name, c in variant_configs(base, variants).items():
+    c.modes = (c.mode,)
+    rows.append((f"{prefix}/{name}", registry.get("prompt_diffuser"), c))
+  per_seed: dict[str, dict[int, list]] = {label: {} for label, *_ in rows}
+  pending = []
+  for seed in config.seeds:  # seed-major: the threads start on other rows
+    for label, method, mconf in rows:
+      run_inputs = dict(inputs)
+      prepared = None
+      if method.prepare is not None:
+        prepared, run_inputs["prepare"] = stage1[seed]
+      record = tuning_runs.run_record(config, label, method, mconf, seed,
+                                      run_inputs)
+      path = tuning_runs.run_path(workdir, label.replace("/", "-"), seed,
+                                  record["fingerprint"])
+      done = stages.read_record(path)
+      if stages.is_complete(done, record["fingerprint"]):
+        per_seed[label][seed] = done["task_means"]
+      else:
+        pending.append(Unit(label, method, mconf, seed, prepared, record,
+                            path))
+
+  def data_of(seed, method):
+    del method  # every row reads the seed's few-shot draw
+    return tuning_runs.stacked(tuning_runs.draw_few_shot(
+        test_trajs, config.num_shots, tuning_runs.seed_key(config, seed)))
+
+  runs = tune_and_evaluate_all(config, context, pending, data_of)
+  for unit, done in zip(pending, runs, strict=True):
+    per_seed[unit.label][unit.seed] = done["task_means"]
+  out = {}
+  for label, by_seed in per_seed.items():
+    tasks = [by_seed[s] for s in config.seeds]
+    out[label] = dict(per_seed_tasks=tasks, mean=float(np.mean(tasks)))
+  first = f"{prefix}/{reference}" if variants else None
+  for label, row in out.items():
+    for ref in (BASELINE, first):
+      if ref is not None and ref != label:
+        d = statistics.paired_difference(row["per_seed_tasks"],
+                                         out[ref]["per_seed_tasks"])
+        row[f"difference_to_{ref}"] = {
+            k: v for k, v in d.items() if not k.startswith("per_task")}
+  return out
+
+
+def comparison_table(comparison: Mapping, reference: str) -> list[str]:
+  """Markdown lines of :func:`run_variants`' result: per run its mean return
+  and its paired differences (95% CI) to ``prompt_dt`` and to the
+  ``reference`` label."""
+  lines = [f"| run | mean | difference to {BASELINE} | difference to "
+           f"{reference} |", "|---|---|---|---|"]
+  for label, v in comparison.items():
+    cells = [label, f"{v['mean']:.1f}"]
+    for ref in (BASELINE, reference):
+      d = v.get(f"difference_to_{ref}")
+      interval = (None if d is None else statistics.format_interval(
+          d.get("ci_low"), d.get("ci_high")))
+      cells.append("n/a" if d is None else f"{d['mean']:+.1f} {interval}")
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines
