@@ -94,6 +94,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "family_runs": runs.render_family_runs,
     "compute_budget": runs.render_compute_budget,
     "diagnosis": runs.render_diagnosis,
+    "selection": runs.render_selection,
     "return_conditioning": families.render_return_conditioning,
     "behavior_policies": families.render_behavior_policies,
     "shipped_plms": families.render_shipped_plms,

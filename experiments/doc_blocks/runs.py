@@ -220,26 +220,86 @@ def render_diagnosis(sources: Sources) -> str:
   if not paths:
     raise MissingInputError(
         f"{_rel(sources, sources.path('results'))}/*/diagnose.json")
-  parts = []
-  for path in paths:
-    report = _load_json(path)
-    prov = report.get("provenance") or {}
-    commit = str(prov.get("commit") or "?")
-    head = (f"From `{_rel(sources, path)}`: `{report['family']}`, seeds "
-            f"{', '.join(str(s) for s in report['seeds'])}, PLM "
-            f"`{report['config'].get('pretrained') or 'pre-trained in the run'}`"
-            f", computed in {_seconds(report['wall_seconds'])} at commit "
-            f"`{commit[:12]}`"
-            + (" with uncommitted changes" if commit.endswith("+dirty") else "")
-            + ".")
-    stale = stale_plm_sentence(sources, report)
-    findings = "\n".join(f"* {x}" for x in _diagnosis_findings(report))
-    body = diagnose.markdown(report).replace("\n## ", "\n### ")
-    if body.startswith("## "):
-      body = "#" + body
-    parts.append("\n\n".join(
-        x for x in (head, stale, findings, body.strip()) if x))
-  return "\n\n".join(parts)
+  return "\n\n".join(
+      _report_section(sources, path, _diagnosis_findings, diagnose.markdown)
+      for path in paths)
+
+
+def render_selection(sources: Sources) -> str:
+  """Every committed ``results/*/select.json`` (``experiments/selection.py``)
+  as its choice, in sentences, and its tables (docs/diagnosis.md)."""
+  from pdiff.pipeline import selection
+
+  paths = sorted(sources.path("results").glob("*/select.json"))
+  if not paths:
+    raise MissingInputError(
+        f"{_rel(sources, sources.path('results'))}/*/select.json")
+  return "\n\n".join(
+      _report_section(sources, path, _selection_findings, selection.markdown)
+      for path in paths)
+
+
+def _report_section(sources: Sources, path, findings_of, markdown) -> str:
+  """A report file's provenance, findings (bullets) and tables (its own
+  markdown, one heading level down)."""
+  report = _load_json(path)
+  prov = report.get("provenance") or {}
+  commit = str(prov.get("commit") or "?")
+  head = (f"From `{_rel(sources, path)}`: `{report['family']}`, seeds "
+          f"{', '.join(str(s) for s in report['seeds'])}, PLM "
+          f"`{report['config'].get('pretrained') or 'pre-trained in the run'}`"
+          f", computed in {_seconds(report['wall_seconds'])} at commit "
+          f"`{commit[:12]}`"
+          + (" with uncommitted changes" if commit.endswith("+dirty") else "")
+          + ".")
+  stale = stale_plm_sentence(sources, report)
+  findings = "\n".join(f"* {x}" for x in findings_of(report))
+  body = markdown(report).replace("\n## ", "\n### ")
+  if body.startswith("## "):
+    body = "#" + body
+  return "\n\n".join(x for x in (head, stale, findings, body.strip()) if x)
+
+
+def _difference_text(label: str, d: dict | None) -> str | None:
+  """```label` +1.2 [lo, hi]`` (significant or not), None without a CI."""
+  if not d or d.get("ci_low") is None:
+    return None
+  verdict = ("significant" if d["ci_low"] > 0 or d["ci_high"] < 0
+             else "not significant")
+  return (f"`{label}` {d['mean']:+.1f} [{d['ci_low']:.1f}, "
+          f"{d['ci_high']:.1f}], {verdict}")
+
+
+def _selection_findings(report: dict) -> list[str]:
+  """Plain sentences on a selection report: what was chosen on the
+  validation tasks, and what the paper's and the chosen setting give on the
+  test tasks against the few-shot prompt (paired by seed, 95% CI)."""
+  chosen, reference = report["chosen"], report["reference"]
+  val = report["validation"]
+  best = val[f"select-validation/{chosen}"]
+  out = [f"Chosen on validation tasks {report['validation_tasks']}: "
+         f"`{chosen}` (mean validation return {best['mean']:.1f}; the "
+         f"few-shot prompt's {val['prompt_dt']['mean']:.1f})"
+         + ("." if chosen == reference else
+            f", over the reference `{reference}` "
+            f"({val[f'select-validation/{reference}']['mean']:.1f}).")]
+  test = report["test"]
+  parts = [_difference_text(label, test[label].get("difference_to_prompt_dt"))
+           for label in test if label != "prompt_dt"]
+  parts = [p for p in parts if p]
+  if parts:
+    out.append("On the test tasks, against the plain few-shot prompt "
+               f"(mean {test['prompt_dt']['mean']:.1f}; paired by seed, 95% "
+               "CI): " + "; ".join(parts) + ".")
+  if chosen != reference:
+    text = _difference_text(
+        f"select-test/{chosen}",
+        test[f"select-test/{chosen}"].get(
+            f"difference_to_select-test/{reference}"))
+    if text:
+      out.append(f"The chosen setting against the paper's on the test "
+                 f"tasks: {text}.")
+  return out
 
 
 def _diagnosis_findings(report: dict) -> list[str]:

@@ -4,9 +4,12 @@
 import glob
 import json
 import os
+import pathlib
+import shutil
 
 import pytest
 
+from experiments import render_docs
 from experiments.configs import selection as selection_configs
 from pdiff import envs
 from pdiff.pipeline import selection
@@ -101,3 +104,15 @@ def test_tiny_selection_on_point_robot(tmp_path, monkeypatch):
   assert again["validation"] == report["validation"]
   assert again["test"] == report["test"]
   assert os.path.exists(tmp_path / "select" / "select.json")
+  # The doc block renders the copied report: the choice and both splits.
+  root = tmp_path / "repo"
+  (root / "results" / "point_robot").mkdir(parents=True)
+  shutil.copy(tmp_path / "select" / "select.json",
+              root / "results" / "point_robot" / "select.json")
+  block = render_docs.RENDERERS["selection"](
+      render_docs.Sources(root=pathlib.Path(root)))
+  assert "From `results/point_robot/select.json`: `point_robot`" in block
+  assert f"Chosen on validation tasks {validation}: `{report['chosen']}`" in (
+      block)
+  assert "On the test tasks, against the plain few-shot prompt" not in block
+  assert "| select-test/paper |" in block
