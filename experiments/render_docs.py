@@ -95,6 +95,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "compute_budget": runs.render_compute_budget,
     "diagnosis": runs.render_diagnosis,
     "selection": runs.render_selection,
+    "selection_summary": runs.render_selection_summary,
     "return_conditioning": families.render_return_conditioning,
     "behavior_policies": families.render_behavior_policies,
     "shipped_plms": families.render_shipped_plms,

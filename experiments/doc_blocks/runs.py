@@ -239,6 +239,15 @@ def render_selection(sources: Sources) -> str:
       for path in paths)
 
 
+def render_selection_summary(sources: Sources) -> str:
+  """The default run's family's selection (``{results_dir}/select.json``)
+  in sentences, for the README."""
+  path = sources.path(sources.results_dir) / "select.json"
+  report = _load_json(path)
+  return (f"From `{_rel(sources, path)}` ({len(report['seeds'])} seeds):\n\n"
+          + "\n".join(f"* {x}" for x in _selection_findings(report)))
+
+
 def _report_section(sources: Sources, path, findings_of, markdown) -> str:
   """A report file's provenance, findings (bullets) and tables (its own
   markdown, one heading level down)."""
@@ -277,8 +286,11 @@ def _selection_findings(report: dict) -> list[str]:
   chosen, reference = report["chosen"], report["reference"]
   val = report["validation"]
   best = val[f"select-validation/{chosen}"]
+  overrides = ", ".join(f"`{k} = {v!r}`"
+                        for k, v in report["variants"][chosen].items())
   out = [f"Chosen on validation tasks {report['validation_tasks']}: "
-         f"`{chosen}` (mean validation return {best['mean']:.1f}; the "
+         f"`{chosen}` ({overrides or 'the config as it is'}; mean validation "
+         f"return {best['mean']:.1f}; the "
          f"few-shot prompt's {val['prompt_dt']['mean']:.1f})"
          + ("." if chosen == reference else
             f", over the reference `{reference}` "

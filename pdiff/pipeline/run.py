@@ -149,24 +149,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   gate = concurrency.FirstCallGate()
   prepared = timer("prepare", _prepare_all, config, rows, context, workdir,
                    prepare_inputs, gate, threads)
-  runs: dict[str, dict[int, dict]] = {label: {} for label, _, _ in rows}
-  pending: list[Unit] = []
-  for seed in config.seeds:  # seed-major: the threads start on other rows
-    for label, method, mconf in rows:
-      inputs = dict(run_inputs)
-      value = None
-      if method.prepare is not None:
-        value, inputs["prepare"] = prepared[label, seed]
-      record = tuning_runs.run_record(config, label, method, mconf, seed,
-                                      inputs,
-                                      success=has_success_metric(family))
-      path = tuning_runs.run_path(results_dir, label, seed,
-                                  record["fingerprint"])
-      done = stages.read_record(path)
-      if stages.is_complete(done, record["fingerprint"]):
-        runs[label][seed] = done
-      else:
-        pending.append(Unit(label, method, mconf, seed, value, record, path))
+  runs, pending = plan_units(config, rows, lambda *unit: prepared[unit],
+                             run_inputs, results_dir,
+                             success=has_success_metric(family))
   if pending:
     logging.info("%d runs to tune and evaluate, %d at once (%s)",
                  len(pending), min(threads, len(pending)),
@@ -197,6 +182,44 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   return write_results(config, family, results_dir, runs, info, plm_size,
                        timer.seconds, time.time() - start,
                        dict(plm=plm_fp, datasets=digests), started_with)
+
+
+def plan_units(config, rows, prepared_of, inputs: dict[str, str],
+               results_dir: str, *, success: bool = False
+               ) -> tuple[dict[str, dict[int, dict]], list[Unit]]:
+  """Every row's seed, found complete in ``results_dir`` or still to run.
+
+  Args:
+    config: the run config (its seeds).
+    rows: ``(label, method, method config)`` of each row.
+    prepared_of: ``(label, seed) -> (value, fingerprint)`` of a row whose
+      method has a ``prepare``.
+    inputs: the inputs every run shares (PLM, datasets, ...).
+    results_dir: where the runs are cached (:func:`tuning_runs.run_path`).
+    success: the family has a success metric (:func:`tuning_runs.run_record`).
+
+  Returns:
+    ``({label: {seed: complete run record}}, units to run)``, the units
+    seed-major, so that threads start on different rows.
+  """
+  done_runs: dict[str, dict[int, dict]] = {label: {} for label, _, _ in rows}
+  pending: list[Unit] = []
+  for seed in config.seeds:
+    for label, method, mconf in rows:
+      run_inputs = dict(inputs)
+      value = None
+      if method.prepare is not None:
+        value, run_inputs["prepare"] = prepared_of(label, seed)
+      record = tuning_runs.run_record(config, label, method, mconf, seed,
+                                      run_inputs, success=success)
+      path = tuning_runs.run_path(results_dir, label, seed,
+                                  record["fingerprint"])
+      done = stages.read_record(path)
+      if stages.is_complete(done, record["fingerprint"]):
+        done_runs[label][seed] = done
+      else:
+        pending.append(Unit(label, method, mconf, seed, value, record, path))
+  return done_runs, pending
 
 
 class Unit(NamedTuple):

@@ -191,7 +191,8 @@ def run_record(config, label: str, method: registry.Method, mconf,
 
 
 def run_path(workdir: str, label: str, seed: int, fp: str) -> str:
-  return os.path.join(workdir, "results", "runs", label,
+  """Where a run is cached; a ``/`` of the label becomes ``-``."""
+  return os.path.join(workdir, "results", "runs", label.replace("/", "-"),
                       f"seed{seed}-{fp[:SHORT]}.json")
 
 

@@ -18,10 +18,9 @@ from collections.abc import Mapping
 import ml_collections
 import numpy as np
 
-from pdiff import stages
 from pdiff.evaluation import statistics
 from pdiff.pipeline import tuning_runs
-from pdiff.pipeline.run import Unit, tune_and_evaluate_all
+from pdiff.pipeline.run import plan_units, tune_and_evaluate_all
 from pdiff.tuning import prompt_diffuser as pd
 from pdiff.tuning import registry
 
@@ -93,33 +92,20 @@ def run_variants(config, context: registry.TuningContext,
   for name, c in variant_configs(base, variants).items():
     c.modes = (c.mode,)
     rows.append((f"{prefix}/{name}", registry.get("prompt_diffuser"), c))
-  per_seed: dict[str, dict[int, list]] = {label: {} for label, *_ in rows}
-  pending = []
-  for seed in config.seeds:  # seed-major: the threads start on other rows
-    for label, method, mconf in rows:
-      run_inputs = dict(inputs)
-      prepared = None
-      if method.prepare is not None:
-        prepared, run_inputs["prepare"] = stage1[seed]
-      record = tuning_runs.run_record(config, label, method, mconf, seed,
-                                      run_inputs)
-      path = tuning_runs.run_path(workdir, label.replace("/", "-"), seed,
-                                  record["fingerprint"])
-      done = stages.read_record(path)
-      if stages.is_complete(done, record["fingerprint"]):
-        per_seed[label][seed] = done["task_means"]
-      else:
-        pending.append(Unit(label, method, mconf, seed, prepared, record,
-                            path))
+  done, pending = plan_units(config, rows,
+                             lambda label, seed: stage1[seed], inputs,
+                             workdir)
+  per_seed = {label: {seed: run["task_means"] for seed, run in by_seed.items()}
+              for label, by_seed in done.items()}
 
   def data_of(seed, method):
     del method  # every row reads the seed's few-shot draw
     return tuning_runs.stacked(tuning_runs.draw_few_shot(
         test_trajs, config.num_shots, tuning_runs.seed_key(config, seed)))
 
-  runs = tune_and_evaluate_all(config, context, pending, data_of)
-  for unit, done in zip(pending, runs, strict=True):
-    per_seed[unit.label][unit.seed] = done["task_means"]
+  for unit, run in zip(pending, tune_and_evaluate_all(
+      config, context, pending, data_of), strict=True):
+    per_seed[unit.label][unit.seed] = run["task_means"]
   out = {}
   for label, by_seed in per_seed.items():
     tasks = [by_seed[s] for s in config.seeds]
