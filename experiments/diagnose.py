@@ -16,26 +16,16 @@ the PLM and Prompt Diffuser's stage-1 models are shared by fingerprint with
 ``,tiny`` to the config argument for a smoke run.
 """
 
-from absl import app, flags, logging
-
 from experiments import launch
 from pdiff.pipeline import diagnose
-from pdiff.pipeline.validate import check_run_config
 
 _CONFIG = launch.define_config("experiments/configs/diagnose.py",
                                "Diagnosis config.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (resumed "
-                               "when it exists).", required=True)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  config = _CONFIG.value
-  check_run_config(config.run)
-  report = diagnose.diagnose(config.run, config.diagnose, _WORKDIR.value)
-  logging.info("\n%s", diagnose.markdown(report))
-  logging.info("report: %s/diagnose/diagnose.{json,md}", _WORKDIR.value)
+_WORKDIR = launch.define_workdir()
+main = launch.report_main(
+    _CONFIG, _WORKDIR,
+    lambda config, workdir: diagnose.diagnose(config.run, config.diagnose, workdir),
+    diagnose.markdown, "diagnose/diagnose.{json,md}")
 
 
 if __name__ == "__main__":

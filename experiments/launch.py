@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 from pdiff import compilation_cache, parallel, stages
 from pdiff.data.storage import DatasetError
-from pdiff.pipeline.validate import ConfigError
+from pdiff.pipeline.validate import ConfigError, check_run_config
 from pdiff.serialization import ParamsFileError
 
 # Errors caused by the user's input (a value, a file, a work directory),
@@ -122,6 +122,30 @@ def _parse_flags(argv):
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError) as e:
     _exit_unknown_override(argv, e)
+
+
+def define_workdir():
+  """The required ``--workdir`` flag of a launcher that resumes its work."""
+  return flags.DEFINE_string("workdir", None, "Work directory (resumed when "
+                             "it exists).", required=True)
+
+
+def report_main(config_flag, workdir_flag, compute, markdown, out: str):
+  """``main(argv)`` of a launcher whose config holds a pipeline config
+  ``run`` and fields of its own: checks ``run``, computes the report with
+  ``compute(config, workdir)`` and logs its ``markdown`` and where ``out``
+  (relative to the work directory) was written."""
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    config, workdir = config_flag.value, workdir_flag.value
+    check_run_config(config.run)
+    report = compute(config, workdir)
+    logging.info("\n%s", markdown(report))
+    logging.info("report: %s/%s", workdir, out)
+
+  return main
 
 
 def run(main) -> None:

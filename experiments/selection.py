@@ -13,26 +13,16 @@ fingerprint with ``experiments/run.py`` in the same work directory. Writes
 to the config argument for a smoke run.
 """
 
-from absl import app, flags, logging
-
 from experiments import launch
 from pdiff.pipeline import selection
-from pdiff.pipeline.validate import check_run_config
 
 _CONFIG = launch.define_config("experiments/configs/selection.py",
                                "Selection config.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (resumed "
-                               "when it exists).", required=True)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
-  config = _CONFIG.value
-  check_run_config(config.run)
-  report = selection.select(config.run, config.select, _WORKDIR.value)
-  logging.info("\n%s", selection.markdown(report))
-  logging.info("report: %s/select/select.{json,md}", _WORKDIR.value)
+_WORKDIR = launch.define_workdir()
+main = launch.report_main(
+    _CONFIG, _WORKDIR,
+    lambda config, workdir: selection.select(config.run, config.select, workdir),
+    selection.markdown, "select/select.{json,md}")
 
 
 if __name__ == "__main__":

@@ -216,13 +216,8 @@ def render_diagnosis(sources: Sources) -> str:
   as its report's tables (docs/diagnosis.md)."""
   from pdiff.pipeline import diagnose
 
-  paths = sorted(sources.path("results").glob("*/diagnose.json"))
-  if not paths:
-    raise MissingInputError(
-        f"{_rel(sources, sources.path('results'))}/*/diagnose.json")
-  return "\n\n".join(
-      _report_section(sources, path, _diagnosis_findings, diagnose.markdown)
-      for path in paths)
+  return _render_reports(sources, "diagnose.json", _diagnosis_findings,
+                         diagnose.markdown)
 
 
 def render_selection(sources: Sources) -> str:
@@ -230,13 +225,20 @@ def render_selection(sources: Sources) -> str:
   as its choice, in sentences, and its tables (docs/diagnosis.md)."""
   from pdiff.pipeline import selection
 
-  paths = sorted(sources.path("results").glob("*/select.json"))
+  return _render_reports(sources, "select.json", _selection_findings,
+                         selection.markdown)
+
+
+def _render_reports(sources: Sources, name: str, findings_of,
+                    markdown) -> str:
+  """Every ``results/*/{name}``, one section each (:func:`_report_section`).
+  """
+  paths = sorted(sources.path("results").glob(f"*/{name}"))
   if not paths:
     raise MissingInputError(
-        f"{_rel(sources, sources.path('results'))}/*/select.json")
-  return "\n\n".join(
-      _report_section(sources, path, _selection_findings, selection.markdown)
-      for path in paths)
+        f"{_rel(sources, sources.path('results'))}/*/{name}")
+  return "\n\n".join(_report_section(sources, path, findings_of, markdown)
+                      for path in paths)
 
 
 def render_selection_summary(sources: Sources) -> str:

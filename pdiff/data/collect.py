@@ -133,7 +133,7 @@ def collect_family_datasets(family, quality: str, root: str, *,
     progress: called with a one-line message after each chunk.
 
   Returns:
-    The paths of all the family's dataset files for ``quality``.
+    The paths of the dataset files of ``task_indices`` for ``quality``.
   """
   from pdiff.data import behavior, storage  # behaviour imports Brax trainers
 
@@ -184,7 +184,8 @@ def collect_family_datasets(family, quality: str, root: str, *,
 
 def collect_from_config(config, workdir: str, *, overwrite: bool = False,
                         progress=None) -> dict[str, list[str]]:
-  """Collects every quality of ``config``; returns the paths per quality."""
+  """Collects every quality of ``config`` for the family's training and test
+  tasks (``family.split_tasks``); returns the paths per quality."""
   from pdiff import envs
 
   family = envs.make(config.family, backend=config.backend)
@@ -195,7 +196,7 @@ def collect_from_config(config, workdir: str, *, overwrite: bool = False,
 
   complete = all(  # every file already there: nothing to collect or summarise
       os.path.exists(storage.dataset_path(root, family.name, q, i))
-      for q in config.qualities for i in range(family.num_tasks))
+      for q in config.qualities for i in family.split_tasks)
   out = {}
   for quality in config.qualities:
     policy_dir = (os.path.join(config.policy_dir, quality)
@@ -203,8 +204,8 @@ def collect_from_config(config, workdir: str, *, overwrite: bool = False,
     out[quality] = collect_family_datasets(
         family, quality, root, num_trajectories=config.num_trajectories,
         seed=config.seed, action_noise=noise.get(quality, 0.0), policy_dir=policy_dir,
-        overwrite=overwrite, tasks_per_chunk=config.tasks_per_chunk,
-        progress=progress)
+        task_indices=family.split_tasks, overwrite=overwrite,
+        tasks_per_chunk=config.tasks_per_chunk, progress=progress)
   summary_path = os.path.join(root, family.name, "returns.json")
   if not complete or not _summary_covers(summary_path, config.qualities):
     summary = dataset_return_summary(root, family, config.qualities)
@@ -230,13 +231,14 @@ def _summary_covers(path: str, qualities) -> bool:
 
 
 def dataset_return_summary(root: str, family, qualities) -> dict:
-  """``{quality: {task_index: mean return}}`` of the stored datasets."""
+  """``{quality: {task_index: mean return}}`` of the stored datasets of the
+  family's training and test tasks (``family.split_tasks``)."""
   from pdiff.data import loading
 
   out = {}
   for quality in qualities:
     data = loading.load_family_datasets(root, family.name, quality,
-                                        list(range(family.num_tasks)))
+                                        list(family.split_tasks))
     out[quality] = {}
     for index, d in data.items():
       t = d.trajectories

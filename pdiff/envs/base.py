@@ -139,6 +139,14 @@ class TaskFamily(abc.ABC):
     return len(self.task_values)
 
   @property
+  def split_tasks(self) -> tuple[int, ...]:
+    """The training and test tasks, sorted: those whose datasets the
+    pipeline collects and reads (every task, unless a split leaves some
+    out, as ``ant_dir_10`` does)."""
+    return tuple(sorted({int(i) for i in self.train_tasks}
+                        | {int(i) for i in self.test_tasks}))
+
+  @property
   def task_params(self) -> jax.Array:
     """All task parameters, ``[num_tasks, P]`` float32."""
     return self._task_params

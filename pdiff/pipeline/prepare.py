@@ -88,7 +88,7 @@ def ensure_datasets(config, family, workdir: str, qualities,
           + remedy)
     stages.check_fixed_stage(record, expected, directory, remedy)
     paths = [str(storage.dataset_path(root, family.name, quality, i))
-             for i in range(family.num_tasks)]
+             for i in family.split_tasks]
     if stages.is_complete(record, expected["fingerprint"]):
       digest = stages.file_digest(paths)
       if digest != record.get("digest"):
@@ -105,7 +105,8 @@ def ensure_datasets(config, family, workdir: str, qualities,
         seed=c.seed, action_noise=expected["config"]["action_noise"],
         policy_dir=(os.path.join(c.policy_dir, quality) if c.policy_dir
                     else None),
-        tasks_per_chunk=c.tasks_per_chunk, progress=progress)
+        tasks_per_chunk=c.tasks_per_chunk, progress=progress,
+        task_indices=family.split_tasks)
     digest = stages.file_digest(paths)
     stages.write_json_atomic(record_path,
                              dict(expected, status="complete", digest=digest))

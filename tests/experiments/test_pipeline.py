@@ -5,6 +5,7 @@ One run is shared by the module; the other tests resume it, change its
 config, interrupt it, or call single stages on its outputs.
 """
 
+import dataclasses
 import glob
 import importlib
 import json
@@ -707,3 +708,24 @@ def test_results_name_the_code_at_the_start_of_the_run(first_run, tmp_path,
   assert phase[0] == "writing"
   assert resumed["provenance"] == {"taken_while": "running"}
   assert numbers(resumed) == numbers(results)
+
+
+def test_datasets_cover_the_split_tasks_only(tmp_path):
+  """A split that leaves tasks out (as ant_dir_10 does) collects, digests
+  and summarises the datasets of its training and test tasks alone."""
+  family = dataclasses.replace(envs.make("point_robot"), train_tasks=(3, 1),
+                               test_tasks=(7,))
+  assert family.split_tasks == (1, 3, 7)
+  config = tiny_config()
+  digests = prepare.ensure_datasets(config, family, str(tmp_path), ["random"])
+  directory = tmp_path / "datasets" / "point_robot" / "random"
+  assert sorted(p.name for p in directory.glob("task_*.npz")) == [
+      "task_01.npz", "task_03.npz", "task_07.npz"]
+  assert digests["random"] == stages.file_digest(
+      [str(directory / f"task_{i:02d}.npz") for i in (1, 3, 7)])
+  summary = strict_json(tmp_path / "datasets" / "point_robot" /
+                        "returns.json")
+  assert sorted(summary["random"]) == ["1", "3", "7"]
+  # Found complete again: nothing is collected, the digest is the same.
+  assert prepare.ensure_datasets(config, family, str(tmp_path),
+                                 ["random"]) == digests
