@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from pdiff.evaluation import statistics
-from pdiff.pipeline import tuning_runs
+from pdiff.pipeline import concurrency, tuning_runs
 from pdiff.pipeline.run import plan_units, tune_and_evaluate_all
 from pdiff.tuning import prompt_diffuser as pd
 from pdiff.tuning import registry
@@ -45,13 +45,22 @@ def stage1_models(config, context: registry.TuningContext, workdir: str,
                   inputs: dict[str, str]) -> dict[int, tuple]:
   """Every seed's stage-1 model of ``config.tuning.prompt_diffuser`` (one per
   seed, shared by every variant: they differ in stage-2 fields only), found
-  or trained under its fingerprint: ``{seed: (params, fingerprint)}``."""
+  or trained under its fingerprint, seeds in threads
+  (:func:`concurrency.run_threads`; the first training runs alone):
+  ``{seed: (params, fingerprint)}``."""
   method = registry.get("prompt_diffuser")
   mconf = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
   prepare_fn = method.prepare(context, mconf)
-  return {seed: tuning_runs.ensure_prepared(config, method, mconf, context,
-                                            workdir, seed, inputs, prepare_fn)
-          for seed in config.seeds}
+  gate = concurrency.FirstCallGate()
+
+  def one(seed):
+    return tuning_runs.ensure_prepared(
+        config, method, mconf, context, workdir, seed, inputs,
+        lambda key: gate("prepare", prepare_fn, key))
+
+  seeds = list(config.seeds)
+  return dict(zip(seeds, concurrency.map_in_threads(
+      one, seeds, concurrency.run_threads()), strict=True))
 
 
 def run_variants(config, context: registry.TuningContext,
