@@ -100,6 +100,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "behavior_policies": families.render_behavior_policies,
     "shipped_plms": families.render_shipped_plms,
     "headroom": families.render_headroom,
+    "metaworld_throughput": families.render_metaworld_throughput,
     "env_throughput": benchmarks.render_env_throughput,
     "env_backend_choice": benchmarks.render_env_backend_choice,
     "env_throughput_summary": benchmarks.render_env_throughput_summary,

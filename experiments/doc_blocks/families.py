@@ -280,3 +280,34 @@ def render_headroom(sources: Sources) -> str:
       + _table(["family", "run", "seeds", "few-shot prompt",
                 "full-data upper bound", "expert data", "room"], rows,
                ["l", "l", "r", "r", "r", "r", "r"]) + left_out)
+
+
+def render_metaworld_throughput(sources: Sources) -> str:
+  """Meta-World reach's steps per second, in this process and over host
+  workers (``benchmarks/metaworld_throughput.py``; docs/envs.md)."""
+  path = sources.path("benchmarks/results/metaworld_throughput.json")
+  d = _load_json(path)
+  meta = d["meta"]
+  rows = []
+  for r in d["records"]:
+    pooled = "env_steps_per_s_pool" in r
+    rows.append([
+        f"{r['tasks']} x {r['episodes_per_task']}",
+        f"{r['env_steps_per_s']:,.0f}",
+        f"{r['env_steps_per_s_pool']:,.0f}" if pooled else "n/a",
+        f"{r['rollout_steps_per_s']:,.0f}",
+        f"{r['rollout_steps_per_s_pool']:,.0f}" if pooled else "n/a",
+        f"{r['rollout_pool_over_in_process']:.2f}x" if pooled else "n/a",
+        str(r.get("workers", "n/a"))])
+  return (
+      f"From `{_rel(sources, path)}` ({meta.get('available_cores', '?')} "
+      f"cores, 1-minute load average {meta['load_average_1min']:.1f} at the "
+      f"end): Meta-World's own environment alone steps "
+      f"{meta['single_steps_per_s']:,.0f} times a second. Env steps per "
+      "second of the batched family and of the prompted rollout, in this "
+      "process and over host workers (`PDIFF_HOST_WORKERS=auto`); each is "
+      "the fastest of its timed runs.\n\n"
+      + _table(["tasks x episodes", "env, in process", "env, workers",
+                "rollout, in process", "rollout, workers",
+                "rollout: workers / in process", "workers"], rows,
+               ["l", "r", "r", "r", "r", "r", "r"]))
