@@ -85,32 +85,31 @@ class Setup(NamedTuple):
   context: registry.TuningContext  # PLM, family, pooled training data
 
 
-def setup(config, family, workdir: str, timer=None, *,
-          tuning_family=None) -> Setup:
+def setup(config, family, workdir: str, timer=None) -> Setup:
   """The datasets and the PLM (each computed or found by fingerprint), the
   test tasks' trajectories of ``config.few_shot_quality`` and the tuning
-  context; ``timer(name, fn, *args)`` times the two stages.
-
-  ``tuning_family``: the family, with another split of its tasks, whose
-  test tasks are tuned and whose training tasks the methods may read (e.g.
-  validation tasks held out of the training tasks); the datasets and the
-  PLM stay ``family``'s. Default: ``family``.
-  """
+  context; ``timer(name, fn, *args)`` times the two stages."""
   timer = timer or (lambda name, fn, *args: fn(*args))
   qualities = sorted({config.pretrain.quality, config.few_shot_quality})
   digests = timer("datasets", prepare.ensure_datasets, config, family,
                   workdir, qualities)
-  train_quality = config.pretrain.quality
   plm, plm_fp = timer("pretrain", prepare.ensure_pretrained, config, family,
-                      workdir, digests[train_quality])
+                      workdir, digests[config.pretrain.quality])
+  return with_split(config, Setup(plm, plm_fp, digests, [], None), family,
+                    workdir)
+
+
+def with_split(config, base: Setup, family, workdir: str) -> Setup:
+  """``base`` (its datasets and PLM) with the test trajectories and the
+  tuning context of ``family``'s split of the tasks (e.g. validation tasks
+  held out of the training tasks)."""
   root = os.path.join(workdir, "datasets")
-  tuned = family if tuning_family is None else tuning_family
-  test_trajs = tuning_runs.load_split(tuned, root, config.few_shot_quality,
-                                      list(tuned.test_tasks))
+  test_trajs = tuning_runs.load_split(family, root, config.few_shot_quality,
+                                      list(family.test_tasks))
   train = loading.pooled(tuning_runs.load_split(
-      tuned, root, train_quality, list(tuned.train_tasks)))
-  return Setup(plm, plm_fp, digests, test_trajs,
-               tuning_runs.make_context(plm, tuned, train))
+      family, root, config.pretrain.quality, list(family.train_tasks)))
+  return base._replace(test_trajs=test_trajs, context=tuning_runs.make_context(
+      base.plm, family, train))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *,

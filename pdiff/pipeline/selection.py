@@ -41,6 +41,7 @@ from pdiff import atomic, envs, provenance, stages
 from pdiff.pipeline import tuning_runs
 from pdiff.pipeline import variants as variants_lib
 from pdiff.pipeline.run import setup as setup_experiment
+from pdiff.pipeline.run import with_split
 from pdiff.pipeline.validate import FEW_SHOT_SOURCES, ConfigError
 
 SPLITS = ("validation", "test")
@@ -132,6 +133,7 @@ def select(config, sconf, workdir: str) -> dict:
                 validation_training_tasks=list(split_family.train_tasks),
                 test_tasks=list(family.test_tasks), variants=variants,
                 reference=reference)
+  base = setup_experiment(config, family, workdir)
   for split, tuned in (("validation", split_family), ("test", family)):
     if split == "test":
       # Only the reference and the choice run on the test tasks.
@@ -141,8 +143,8 @@ def select(config, sconf, workdir: str) -> dict:
       compared = variants
     logging.info("selection, %s tasks %s: %d variants", split,
                  list(tuned.test_tasks), len(compared))
-    plm, plm_fp, digests, test_trajs, context = setup_experiment(
-        config, family, workdir, tuning_family=tuned)
+    _, plm_fp, digests, test_trajs, context = (
+        base if tuned is family else with_split(config, base, tuned, workdir))
     train_quality = config.pretrain.quality
     inputs = {"plm": plm_fp, f"datasets/{train_quality}":
               digests[train_quality]}
