@@ -41,7 +41,8 @@ class ProjectConflictingState(NamedTuple):
     memory: pytree with the structure of the parameters whose leaves have
       shape ``[M, *leaf.shape]``: the last ``M`` primary gradients (a ring
       buffer), in float32 or the leaf's dtype when wider. Slots not yet
-      written hold zeros.
+      written hold zeros. With ``M = 1`` the basis is the current gradient
+      alone, so nothing is kept: the leaves are empty, ``[0, *leaf.shape]``.
     gram: ``[L, M, M]`` inner products between the memory rows, one matrix
       per leaf (in ``jax.tree.leaves`` order). Only the row and column of the
       slot written change at each update, so it is kept rather than
@@ -185,11 +186,11 @@ def project_conflicting(
   injected or scheduled; ``num_bases`` sets the memory size at ``init`` and is
   read from the state afterwards.
 
-  The memory holds :math:`M` times the parameters. With :math:`M > 1` an
+  With :math:`M > 1` the memory holds :math:`M` times the parameters: an
   update reads it once for its inner products with :math:`g_{DM}` (the Gram
   matrix), and where a gradient conflicts twice per projection pass (inner
   products with the vector projected, then the part in the span); with
-  :math:`M = 1` the projection is elementwise and the memory is only written.
+  :math:`M = 1` the projection is elementwise and no memory is kept.
   Jit the training step with the optimiser state donated (``donate_argnums``)
   so that the memory is updated in place: otherwise every update copies it.
 
@@ -247,10 +248,12 @@ def project_conflicting(
           "must be a concrete integer, got a traced value."
       )
     memory_size = int(bases)
+    # With M = 1 the basis is the current gradient: no past one is read.
+    rows = 0 if memory_size == 1 else memory_size
     memory = jax.tree.map(
         lambda p: jnp.broadcast_to(
             jnp.zeros_like(p, dtype=compute_dtype(p.dtype)),
-            (memory_size, *jnp.shape(p)),
+            (rows, *jnp.shape(p)),
         ),
         params,
     )
@@ -398,7 +401,7 @@ def project_conflicting(
           lambda: (combine(project_guidance(2)), slot + 2),
       ])
       write_slot = write_slot - branch
-    memory = [  # the ring-buffer write
+    memory = old_memory if memory_size == 1 else [  # the ring-buffer write
         jax.lax.dynamic_update_index_in_dim(m, g.astype(m.dtype), write_slot, axis=0)
         for m, g in zip(old_memory, primary, strict=True)
     ]

@@ -79,7 +79,8 @@ def memory_dot(
   """``[M]`` inner products of the updated memory rows with a leaf.
 
   Args:
-    memory: ``[M, *s]`` memory leaf before the write.
+    memory: ``[M, *s]`` memory leaf before the write (empty, ``[0, *s]``,
+      when M = 1).
     is_slot: ``[M]`` bool, true at the slot written.
     vector: ``[*s]`` leaf to dot with. Axes are contracted in place, never
       flattened, which keeps sharded leaves sharded.
@@ -89,7 +90,7 @@ def memory_dot(
   Returns:
     ``[M]`` inner products.
   """
-  if memory.shape[0] == 1:  # the current gradient is the whole memory
+  if memory.shape[0] <= 1:  # M = 1: the basis is the current gradient alone
     return current_dot[None]
   axes = (tuple(range(1, memory.ndim)), tuple(range(vector.ndim)))
   rows = jnp.tensordot(memory, vector, axes=axes, precision=PRECISION)  # [M]
@@ -105,7 +106,7 @@ def memory_combine(
   elementwise operations that use it, in one pass over the memory.
   """
   coeffs = coeffs.astype(memory.dtype)  # [M]
-  if memory.shape[0] == 1:  # the current gradient is the whole memory
+  if memory.shape[0] <= 1:  # M = 1: the basis is the current gradient alone
     return coeffs[0] * current.astype(memory.dtype)
   old = jnp.where(is_slot, 0.0, coeffs).reshape((-1,) + (1,) * (memory.ndim - 1))
   new = jnp.sum(jnp.where(is_slot, coeffs, 0.0))

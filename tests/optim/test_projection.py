@@ -491,9 +491,12 @@ class ProjectConflictingTest(parameterized.TestCase):
         g_dt = guidance_for(rng, g_dm, conflict=case != "agree", per_leaf=True)
       updates, state = step_fn(to_jax(g_dm), state, to_jax(g_dt))
       assert_trees_close(updates, reference.update(g_dm, g_dt))
+    if num_bases == 1:  # the basis is the current gradient: nothing is kept
+      for k in shapes:
+        self.assertEqual(state.memory[k].shape, (0, *shapes[k]))
     for step_index, g_dm in enumerate(history):
-      if step_index >= len(history) - num_bases:  # still in the ring buffer
-        for k in shapes:
+      if num_bases > 1 and step_index >= len(history) - num_bases:
+        for k in shapes:  # still in the ring buffer
           np.testing.assert_array_equal(
               state.memory[k][step_index % num_bases], g_dm[k]
           )
