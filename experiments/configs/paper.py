@@ -16,8 +16,9 @@ EXPERIMENT one of :data:`EXPERIMENTS` and PRESET ``cpu`` (default) or ``tiny``
   paper's Table 3; the tiny preset runs point_robot's own split).
 
 Each family runs ``experiments/configs/run.py:FAMILY,PRESET`` (``runs``) with
-the experiment's ``methods``, ``seeds`` and ``modes`` put in at run time, so
-that overriding those three fields here changes every family's run.
+the experiment's ``methods``, ``seeds``, ``modes`` and ``named_settings`` put
+in at run time, so that overriding those fields here changes every family's
+run.
 """
 
 import ml_collections
@@ -108,6 +109,12 @@ def get_config(arg: str = "table1") -> ml_collections.ConfigDict:
   c.modes = {"ablation": ABLATION_MODES, "table2": ("projection",),
              "table3": ("projection",)}.get(
                  experiment, tuple(tuning.prompt_diffuser_config().modes))
+  # Prompt Diffuser's named settings beyond the paper's, one row each after
+  # the modes' (pdiff.tuning.prompt_diffuser_method.NAMED_SETTINGS): pdiff's
+  # setting chosen on cheetah-vel's validation tasks, in table1 and the
+  # ablation; () leaves the paper's rows only.
+  c.named_settings = (() if experiment in ("table2", "table3")
+                      else ("evaluation_returns_scale_10",))
   # table2's few-shot data qualities, one pair of columns each.
   c.qualities = ("expert", "medium", "random")
   # table3's settings, three columns each: "few_shot" (few-shot data of the
@@ -115,8 +122,8 @@ def get_config(arg: str = "table1") -> ml_collections.ConfigDict:
   # config few_shot_source = "training_tasks").
   c.settings = TABLE3_SETTINGS
   # Each family's pipeline config (experiments/configs/run.py:FAMILY,PRESET);
-  # its methods, seeds and tuning.prompt_diffuser.modes are replaced by the
-  # fields above.
+  # its methods, seeds and tuning.prompt_diffuser.modes and .named_settings
+  # are replaced by the fields above.
   c.runs = ml_collections.ConfigDict(
       {family: run_config(family, preset) for family in c.families})
   return c

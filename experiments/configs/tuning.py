@@ -22,6 +22,10 @@ def prompt_diffuser_config() -> ml_collections.ConfigDict:
   c = prompt_diffuser.get_config()
   # Gradient combinations, one row of the table each (the ablation).
   c.modes = ("dm_only", "sum", "projection")
+  # Named settings beyond the paper's, one row each after the modes' rows
+  # (pdiff.tuning.prompt_diffuser_method.NAMED_SETTINGS), e.g.
+  # "evaluation_returns_scale_10", chosen on cheetah-vel's validation tasks.
+  c.named_settings = ()
   return c
 
 

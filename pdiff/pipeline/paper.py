@@ -46,6 +46,7 @@ from pdiff.pipeline.paper_cells import figures as _figures
 from pdiff.pipeline.paper_cells import table_rows as _rows
 from pdiff.pipeline.run import run as run_pipeline
 from pdiff.pipeline.validate import ConfigError, check_run_config
+from pdiff.tuning.prompt_diffuser_method import NAMED_SETTINGS
 
 EXPERIMENTS = ("table1", "ablation", "table2", "table3")
 PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
@@ -102,11 +103,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 def family_config(config: ml_collections.ConfigDict,
                   family: str) -> ml_collections.ConfigDict:
-  """``config.runs[family]`` with the experiment's methods, seeds and modes."""
+  """``config.runs[family]`` with the experiment's methods, seeds, modes and
+  named settings."""
   c = config.runs[family].copy_and_resolve_references()
   c.methods = tuple(config.methods)
   c.seeds = tuple(config.seeds)
   c.tuning.prompt_diffuser.modes = tuple(config.modes)
+  c.tuning.prompt_diffuser.named_settings = tuple(
+      config.get("named_settings", ()))
   return c
 
 
@@ -314,17 +318,34 @@ def table2_section(by_quality: Mapping[str, Mapping]) -> dict:
               significance_sentence=" ".join(sentences))
 
 
+def named_settings_text(names: Sequence[str]) -> str:
+  """The sentence naming Prompt Diffuser's rows of pdiff's named settings
+  (``prompt_diffuser_method.NAMED_SETTINGS``), or ``""`` without any."""
+  if not names:
+    return ""
+  described = "; ".join(
+      f"`prompt_diffuser[{name}]` ("
+      + ", ".join(f"{k} = {v}"
+                  for k, v in NAMED_SETTINGS[name].overrides.items())
+      + f") was {NAMED_SETTINGS[name].origin}" for name in names)
+  return (" Rows of named settings are pdiff's, not the paper's, and have no "
+          f"published figure: {described}.")
+
+
 def caption(experiment: str, source: str | None = None, *,
             success: bool = False, quoted: Mapping | None = None,
-            published: Mapping | None = None) -> str:
+            published: Mapping | None = None,
+            named_settings: Sequence[str] = ()) -> str:
   """The paragraph under an experiment's tables (``success``: a table has a
   success-rate column; ``quoted``: table2's published summary per method,
   the published JSON's ``table2.quoted``; ``published``: the whole
-  published JSON, for table3)."""
+  published JSON, for table3; ``named_settings``: Prompt Diffuser's named
+  settings with a row)."""
   text = ("Mean over seeds of pdiff's task-averaged test return, with its "
           "Student-t interval over seeds; differences are paired by seed.")
   if success:
     text += " " + report_lib.SUCCESS_CAPTION
+  text += named_settings_text(named_settings)
   if experiment == "ablation":
     return text + (" The paper's Figure 3 gives no numbers, so there is no "
                    "published column.")
@@ -491,7 +512,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 family_order=list(config.families), families=sections,
                 caption=caption(config.experiment, source, success=success,
                                 quoted=table2["quoted"],
-                                published=everything),
+                                published=everything,
+                                named_settings=tuple(
+                                    config.get("named_settings", ()))),
                 config=config.to_dict())
   if config.experiment in ("table1", "table2", "table3"):
     report["published_source"] = source

@@ -33,8 +33,10 @@ def variant_configs(base: ml_collections.ConfigDict,
   """Prompt Diffuser's config under each variant's overrides (unknown fields
   are refused by ConfigDict; bad values by ``pd.check_config``)."""
   out = {}
+  fields = base.to_dict()
+  fields.pop("named_settings", None)  # rows of the table, not of a comparison
   for name, overrides in variants.items():
-    c = ml_collections.ConfigDict(base.to_dict())
+    c = ml_collections.ConfigDict(fields)
     c.update(dict(overrides))
     pd.check_config(c)
     out[name] = c

@@ -5,13 +5,16 @@ per test task (:mod:`pdiff.tuning.prompt_diffuser` holds the maths).
 (stage 1, from the seed's key; the pipeline caches it under its
 fingerprint); ``tune`` fine-tunes a copy per test task with ``L_DM`` and,
 unless ``mode="dm_only"``, the guidance ``L_DT``, then generates the prompt.
-One row of the table per entry of ``config.modes``.
+One row of the table per entry of ``config.modes``, and one per entry of
+``config.named_settings`` (:data:`NAMED_SETTINGS`: pdiff's settings, beyond
+the paper's).
 """
 
 from __future__ import annotations
 
 import time
 import weakref
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,9 +35,27 @@ STAGE2_FIELDS = ("mode", "modes", "guidance_scale", "num_bases", "per_leaf",
                  "guidance_path", "clip_denoised", "condition_position",
                  "guidance_position", "finetune_steps", "finetune_batch",
                  "guidance_batch", "finetune_lr", "selection_holdout",
-                 "guidance_returns",
+                 "guidance_returns", "named_settings",
                  "allow_unread_positions")
 CHUNK = 250  # stage-1 steps per jitted call (progress lines in between)
+
+
+class Setting(NamedTuple):
+  """A named setting beyond the paper's (a row ``prompt_diffuser[NAME]``)."""
+
+  overrides: dict  # stage-2 fields only: every row shares stage 1
+  origin: str  # how it was chosen, for the tables' captions
+
+
+NAMED_SETTINGS = {
+    "evaluation_returns_scale_10": Setting(
+        dict(mode="projection", guidance_returns="evaluation",
+             guidance_scale=10.0),
+        "chosen among four settings on cheetah-vel's validation tasks, "
+        "training tasks held out of tuning (experiments/selection.py, "
+        "docs/diagnosis.md); on another family it is that choice carried "
+        "over, not one made on its own tasks"),
+}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -43,7 +64,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       m not in pd.MODES for m in modes):
     raise ValueError(f"prompt_diffuser config: modes must be a non-empty "
                      f"subset of {pd.MODES}, got {modes!r}.")
+  settings = tuple(config.get("named_settings", ()))
+  if len(set(settings)) != len(settings) or any(
+      name not in NAMED_SETTINGS for name in settings):
+    raise ValueError(f"prompt_diffuser config: named_settings must be distinct "
+                     f"names among {tuple(NAMED_SETTINGS)}, got {settings!r}.")
   pd.check_config(config)
+  for name in settings:
+    pd.check_config(_row_config(config, NAMED_SETTINGS[name].overrides))
 
 
 # Built models by (id of the context, stage-1 config): (weak reference to the
@@ -156,15 +184,23 @@ def make_tune(context: registry.TuningContext, config) -> registry.TuneFn:
   return tune
 
 
+def _row_config(config, overrides) -> ml_collections.ConfigDict:
+  """One row's config: ``config`` under ``overrides``, naming its own mode
+  only and no named settings, so that its run's fingerprint is shared by every
+  list of modes and settings the row appears in."""
+  fields = config.to_dict()
+  fields.pop("named_settings", None)
+  c = ml_collections.ConfigDict(fields)
+  c.update(dict(overrides))
+  c.modes = (c.mode,)
+  return c
+
+
 def variants(config):
-  rows = []
-  for mode in config.modes:
-    c = ml_collections.ConfigDict(config.to_dict())
-    c.mode = mode
-    # A row's config (and so its run's fingerprint) names its own mode only:
-    # the same mode's runs are shared by every list of modes it appears in.
-    c.modes = (mode,)
-    rows.append((mode, c))
+  rows = [(mode, _row_config(config, dict(mode=mode)))
+          for mode in config.modes]
+  rows += [(name, _row_config(config, NAMED_SETTINGS[name].overrides))
+           for name in config.get("named_settings", ())]
   return rows
 
 

@@ -19,8 +19,10 @@ from pdiff.pipeline import paper, tuning_runs
 pytestmark = pytest.mark.xdist_group("pipeline")
 
 TABLE1_METHODS = ("prompt_dt", "prompt_diffuser", "upper_bound")
+# The modes' rows, then the row of pdiff's named setting (the default).
+SETTING_LABEL = "prompt_diffuser[evaluation_returns_scale_10]"
 ABLATION_LABELS = tuple(f"prompt_diffuser[{m}]"
-                        for m in paper_configs.ABLATION_MODES)
+                        for m in paper_configs.ABLATION_MODES) + (SETTING_LABEL,)
 TABLE1_LABELS = ("prompt_dt", *ABLATION_LABELS, "upper_bound")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -116,6 +118,7 @@ def test_table1_writes_its_three_files(workdir, table1):
   assert s["significance_sentence"] in md and s["ordering_sentence"] in md
   assert "prompt_tuning_dt is not measured" in s["ordering_sentence"]
   assert "Brax" in saved["caption"] and "Hu et al." in saved["caption"]
+  assert f"`{SETTING_LABEL}` (mode = projection" in saved["caption"]
 
 
 def test_ablation_rows_differ_from_dm_only(workdir, ablation):

@@ -545,3 +545,54 @@ def test_a_rows_config_names_its_own_mode_only():
   assert rows["sum"].to_dict() == dict(prompt_diffuser_method.variants(alone))[
       "sum"].to_dict()
   assert rows["sum"].modes == ("sum",) and rows["sum"].mode == "sum"
+
+
+def test_named_settings_are_rows_of_their_own_after_the_modes():
+  """A named setting is one more row, whose config is the base config under
+  the setting's overrides: stage-2 fields only (so it shares the seed's
+  stage-1 model), and no ``named_settings`` field in any row (so a row's run
+  fingerprint does not depend on which settings are listed)."""
+  from experiments.configs import selection as selection_configs
+  from experiments.configs import tuning as tuning_configs
+  from pdiff.tuning import prompt_diffuser_method as method
+
+  config = tuning_configs.get_config("prompt_diffuser")
+  config.named_settings = ("evaluation_returns_scale_10",)
+  method.check_config(config)
+  rows = method.variants(config)
+  assert [name for name, _ in rows] == [*config.modes,
+                                        "evaluation_returns_scale_10"]
+  plain = dict(method.variants(tuning_configs.get_config("prompt_diffuser")))
+  for name, row in rows:
+    assert "named_settings" not in row
+    if name in plain:
+      assert row.to_dict() == plain[name].to_dict()
+  setting = dict(rows)["evaluation_returns_scale_10"]
+  overrides = method.NAMED_SETTINGS["evaluation_returns_scale_10"].overrides
+  expected = plain["projection"].to_dict()
+  expected.update(overrides)
+  assert setting.to_dict() == expected
+  assert setting.modes == ("projection",)
+  assert method.stage1_config(setting) == method.stage1_config(config)
+  for name, s in method.NAMED_SETTINGS.items():
+    assert set(s.overrides) <= set(method.STAGE2_FIELDS), name
+    assert s.origin
+  # The setting is the one experiments/selection.py compares under that name.
+  chosen = dict(overrides)
+  del chosen["mode"]
+  assert selection_configs.get_config().select.variants[
+      "evaluation_returns_scale_10"].to_dict() == chosen
+
+
+@pytest.mark.parametrize("names, match", [
+    (("bogus",), "named_settings must be distinct names among"),
+    (("evaluation_returns_scale_10",) * 2, "named_settings must be distinct"),
+])
+def test_bad_named_settings_are_refused(names, match):
+  from experiments.configs import tuning as tuning_configs
+  from pdiff.tuning import prompt_diffuser_method as method
+
+  config = tuning_configs.get_config("prompt_diffuser")
+  config.named_settings = names
+  with pytest.raises(ValueError, match=match):
+    method.check_config(config)
