@@ -38,7 +38,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
-from experiments.doc_blocks import benchmarks, families, runs
+from experiments.doc_blocks import benchmarks, families, paper, runs
 from experiments.doc_blocks.common import (  # noqa: F401 (the CLI's API)
   DEFAULT_FAMILY,
   DEFAULT_RESULTS_DIR,
@@ -96,6 +96,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "diagnosis": runs.render_diagnosis,
     "selection": runs.render_selection,
     "selection_summary": runs.render_selection_summary,
+    "paper_results": paper.render_paper_results,
     "return_conditioning": families.render_return_conditioning,
     "behavior_policies": families.render_behavior_policies,
     "shipped_plms": families.render_shipped_plms,

@@ -86,8 +86,8 @@ def common(results: Mapping) -> dict:
   """What every table's family section repeats from its run's results."""
   return {k: results.get(k) for k in ("family", "test_tasks", "seeds",
                                        "num_shots", "few_shot_quality",
-                                       "fingerprint", "provenance",
-                                       "wall_seconds")}
+                                       "fingerprint", "inputs",
+                                       "provenance", "wall_seconds")}
 
 
 def significance_sentence(results: Mapping, rows: Mapping) -> str:

@@ -121,6 +121,30 @@ def test_table1_writes_its_three_files(workdir, table1):
   assert f"`{SETTING_LABEL}` (mode = projection" in saved["caption"]
 
 
+def test_committed_experiments_render_in_the_docs(workdir, ablation,
+                                                  tmp_path):
+  import shutil
+
+  from experiments.doc_blocks.common import Sources
+  from experiments.doc_blocks.paper import render_paper_results
+
+  sources = Sources(root=tmp_path)
+  assert "No experiment" in render_paper_results(sources)
+  committed = tmp_path / "results" / "paper"
+  committed.mkdir(parents=True)
+  shutil.copy(os.path.join(workdir, "paper", "ablation.json"), committed)
+  text = render_paper_results(sources)
+  s = ablation["families"]["point_robot"]
+  commit = s["provenance"]["commit"][:12]
+  assert text.startswith("### Ablation: Prompt Diffuser's gradient")
+  assert "From `results/paper/ablation.json` (tiny preset; `point_robot`)" in text
+  assert f"* `point_robot`: computed at commit `{commit}`" in text
+  assert "#### point_robot (1 seed" in text
+  for label in ABLATION_LABELS:
+    assert "| " + " | ".join(s["rows"][label]["cells"]) + " |" in text
+  assert ablation["caption"] in text
+
+
 def test_ablation_rows_differ_from_dm_only(workdir, ablation):
   saved, md = outputs(workdir, "ablation")
   s = saved["families"]["point_robot"]

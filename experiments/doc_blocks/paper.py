@@ -1,0 +1,52 @@
+"""Renderer of the paper's experiments that are committed
+(``results/paper/{experiment}.json``, written by ``experiments/paper.py``;
+docs/paper.md)."""
+
+from __future__ import annotations
+
+from experiments.doc_blocks.common import Sources, _load_json, _rel, _seconds
+from experiments.doc_blocks.runs import stale_plm_sentence
+
+PAPER_DIR = "results/paper"
+
+
+def _family_line(sources: Sources, report: dict, family: str) -> str:
+  """One family's provenance: its run's commit and wall time, and a
+  warning when its PLM is no longer the shipped one."""
+  s = report["families"][family]
+  commit = str((s.get("provenance") or {}).get("commit") or "?")
+  dirty = " with uncommitted changes" if commit.endswith("+dirty") else ""
+  line = (f"`{family}`: computed at commit `{commit[:12]}`{dirty}, its run "
+          f"{_seconds(s['wall_seconds'])} of wall time")
+  run_config = (report.get("config") or {}).get("runs", {}).get(family, {})
+  stale = stale_plm_sentence(
+      sources, {"config": run_config, "inputs": s.get("inputs") or {}})
+  return line + ("." if not stale else f". {stale}")
+
+
+def render_paper_results(sources: Sources) -> str:
+  """Every committed paper experiment: its provenance per family, then its
+  own markdown (tables, sentences, caption), one heading level down."""
+  from pdiff.pipeline import paper
+
+  root = sources.path(PAPER_DIR)
+  paths = [root / f"{name}.json" for name in paper.EXPERIMENTS
+           if (root / f"{name}.json").is_file()]
+  if not paths:
+    return (f"No experiment of `experiments/paper.py` is committed under "
+            f"`{PAPER_DIR}/` yet.")
+  sections = []
+  for path in paths:
+    report = _load_json(path)
+    families = report["family_order"]
+    head = (f"From `{_rel(sources, path)}` ({report['preset']} preset; "
+            f"{', '.join(f'`{f}`' for f in families)}):\n\n"
+            + "\n".join(f"* {_family_line(sources, report, f)}"
+                        for f in families))
+    body = paper.markdown(report).replace("\n### ", "\n#### ").replace(
+        "\n## ", "\n### ")
+    if body.startswith("## "):
+      body = "#" + body
+    sections.append(body.strip().split("\n", 1)[0] + "\n\n" + head + "\n"
+                    + body.strip().split("\n", 1)[1])
+  return "\n\n".join(sections)
