@@ -191,6 +191,11 @@ def train_behavior_policy(family, config, out_dir: str) -> dict[str, Any]:
     logging.info("%s: continuing from step %d of %d (segment %d)",
                  family.name, offset, total, len(segments))
   remaining = total - offset
+  if remaining < 0 and segments and (
+      segments[-1]["first_step"] + segments[-1]["num_timesteps"] == total):
+    # Brax rounds a budget up to whole training iterations: the run was
+    # asked for this budget and finished past it.
+    remaining = 0
   if remaining < 0:
     raise ValueError(
         f"{resume.directory(out_dir)}: the run already reached step {offset}, "

@@ -235,8 +235,8 @@ class CheetahDir(_HalfCheetahFamily):
   """
 
   name: str = "cheetah_dir"
-  return_target: float = 470.0
-  return_scale: float = 500.0
+  return_target: float = 1010.0
+  return_scale: float = 1000.0
   task_parameter_name: str = "direction"
   task_values: tuple[tuple[float, ...], ...] = task_table_field(
       "cheetah_dir", "values")

@@ -99,6 +99,18 @@ def test_a_stopped_run_continues_from_its_last_evaluation(tmp_path,
   with pytest.raises(ValueError, match=r"already reached step \d+, beyond "
                      r"config\.trainer\.num_timesteps = 2000"):
     behavior.train_behavior_policy(family, tiny_config(2000), out)
+  # Brax rounds a budget up to whole iterations, so a run may end past the
+  # budget its last segment was asked for: the same budget finishes it.
+  state_path = os.path.join(resume.directory(out), "state.json")
+  state = json.loads(open(state_path).read())
+  last = state["segments"][-1]
+  assert last["first_step"] + last["num_timesteps"] == 4000
+  state["steps"] = 4000 + 96
+  with open(state_path, "w") as f:
+    json.dump(state, f)
+  past = behavior.train_behavior_policy(family, select, out)
+  assert past["segments"] == again["segments"]
+  assert past["expert_step"] == again["expert_step"]
   assert all(np.isfinite(r) for _, r in longer["curve"])
 
 
