@@ -17,7 +17,7 @@ from pdiff.envs.locomotion import load_task_table
 # their shipped expert data (tests/data/test_conditioning.py).
 EXPECTED = (
     ("cheetah_vel", 40, 200, 0.0, 200.0, 1),
-    ("cheetah_dir", 2, 200, 470.0, 500.0, 1),
+    ("cheetah_dir", 2, 200, 1010.0, 1000.0, 1),
     ("ant_dir", 50, 200, 1100.0, 1000.0, 1),
     ("ant_dir_10", 50, 200, 1070.0, 1000.0, 1),
     ("point_robot", 25, 20, -3.0, 10.0, 2),
