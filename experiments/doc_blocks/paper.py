@@ -11,13 +11,15 @@ PAPER_DIR = "results/paper"
 
 
 def _family_line(sources: Sources, report: dict, family: str) -> str:
-  """One family's provenance: its run's commit and wall time, and a
-  warning when its PLM is no longer the shipped one."""
+  """One family's provenance: the commit and wall time of the run that
+  wrote its table, and a warning when its PLM is no longer the shipped
+  one."""
   s = report["families"][family]
   commit = str((s.get("provenance") or {}).get("commit") or "?")
   dirty = " with uncommitted changes" if commit.endswith("+dirty") else ""
-  line = (f"`{family}`: computed at commit `{commit[:12]}`{dirty}, its run "
-          f"{_seconds(s['wall_seconds'])} of wall time")
+  line = (f"`{family}`: written at commit `{commit[:12]}`{dirty}, in "
+          f"{_seconds(s['wall_seconds'])} (runs found in its work directory "
+          "are reused, not timed again)")
   run_config = (report.get("config") or {}).get("runs", {}).get(family, {})
   stale = stale_plm_sentence(
       sources, {"config": run_config, "inputs": s.get("inputs") or {}})

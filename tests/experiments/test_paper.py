@@ -138,7 +138,7 @@ def test_committed_experiments_render_in_the_docs(workdir, ablation,
   commit = s["provenance"]["commit"][:12]
   assert text.startswith("### Ablation: Prompt Diffuser's gradient")
   assert "From `results/paper/ablation.json` (tiny preset; `point_robot`)" in text
-  assert f"* `point_robot`: computed at commit `{commit}`" in text
+  assert f"* `point_robot`: written at commit `{commit}`" in text
   assert "#### point_robot (1 seed" in text
   for label in ABLATION_LABELS:
     assert "| " + " | ".join(s["rows"][label]["cells"]) + " |" in text
