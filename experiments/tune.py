@@ -73,7 +73,7 @@ def main(argv):
   if method.prepare is not None:
     prepared, inputs["prepare"] = pipeline.ensure_prepared(
         config, method, mconf, context, workdir, seed,
-        {"plm": plm_fp, f"datasets/{train_quality}": digests[train_quality]},
+        tuning_runs.prepare_inputs(config, plm_fp, digests),
         method.prepare(context, mconf))
   tests = pipeline.load_split(family, root, config.few_shot_quality,
                               list(family.test_tasks))

@@ -306,7 +306,6 @@ def diagnose(config: ml_collections.ConfigDict,
   start = time.time()
   started_with = provenance.provenance()  # the code that runs
   family = envs.make(config.family, backend=config.backend)
-  quality = config.pretrain.quality
   plm, plm_fp, digests, test_trajs, context = setup_experiment(
       config, family, workdir)
   tests = list(family.test_tasks)
@@ -314,7 +313,7 @@ def diagnose(config: ml_collections.ConfigDict,
   mconf = ml_collections.ConfigDict(config.tuning.prompt_diffuser.to_dict())
   mconf.mode, mconf.modes = "dm_only", ("dm_only",)
   model, _ = pd.make_prompt_diffuser(plm, train, mconf, jax.random.key(0))
-  inputs = {"plm": plm_fp, f"datasets/{quality}": digests[quality]}
+  inputs = tuning_runs.prepare_inputs(config, plm_fp, digests)
   full = tuning_runs.stacked(test_trajs)
   stage1s = stage1_models(config, context, workdir, inputs)
   per_seed, gradients = {}, {}
@@ -324,8 +323,8 @@ def diagnose(config: ml_collections.ConfigDict,
         test_trajs, config.num_shots, tuning_runs.seed_key(config, seed)))
     per_seed[seed], gradients[seed] = measure_seed(
         config, dconf, context, family, full, few_shot, stage1, model, seed)
-  run_inputs = {"plm": plm_fp, f"datasets/{config.few_shot_quality}":
-                digests[config.few_shot_quality]}
+  run_inputs = tuning_runs.run_inputs(
+      config, family, os.path.join(workdir, "datasets"), plm_fp, digests)
   logging.info("diagnosis: %d variants as pipeline runs",
                len(dconf.variants))
   variants = run_variants(config, context, dconf.variants.to_dict(),

@@ -137,9 +137,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   rows = method_rows(config)
   plm, plm_fp, digests, test_trajs, context = setup(config, family, workdir,
                                                     timer)
-  train_quality = config.pretrain.quality
-  prepare_inputs = {"plm": plm_fp,
-                    f"datasets/{train_quality}": digests[train_quality]}
+  prepare_inputs = tuning_runs.prepare_inputs(config, plm_fp, digests)
   root = os.path.join(workdir, "datasets")
   run_inputs = tuning_runs.run_inputs(config, family, root, plm_fp, digests)
   pools = tuning_runs.few_shot_pools(config, family, root, test_trajs)

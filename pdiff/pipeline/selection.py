@@ -145,11 +145,9 @@ def select(config, sconf, workdir: str) -> dict:
                  list(tuned.test_tasks), len(compared))
     _, plm_fp, digests, test_trajs, context = (
         base if tuned is family else with_split(config, base, tuned, workdir))
-    train_quality = config.pretrain.quality
-    inputs = {"plm": plm_fp, f"datasets/{train_quality}":
-              digests[train_quality]}
-    run_inputs = {"plm": plm_fp, f"datasets/{config.few_shot_quality}":
-                  digests[config.few_shot_quality]}
+    inputs = tuning_runs.prepare_inputs(config, plm_fp, digests)
+    run_inputs = tuning_runs.run_inputs(
+        config, tuned, os.path.join(workdir, "datasets"), plm_fp, digests)
     if split == "validation":  # the test split's are the pipeline's own
       tasks = dict(train_tasks=list(tuned.train_tasks),
                    test_tasks=list(tuned.test_tasks))

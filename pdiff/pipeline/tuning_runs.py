@@ -105,6 +105,14 @@ def few_shot_pools(config, family, root: str,
   return [pool] * len(test_trajs)
 
 
+def prepare_inputs(config, plm_fp: str,
+                   digests: dict[str, str]) -> dict[str, str]:
+  """The inputs of a method's one-off preparation (e.g. Prompt Diffuser's
+  stage 1): the PLM and the pre-training quality's datasets."""
+  quality = config.pretrain.quality
+  return {"plm": plm_fp, f"datasets/{quality}": digests[quality]}
+
+
 def run_inputs(config, family, root: str, plm_fp: str,
                digests: dict[str, str]) -> dict[str, str]:
   """The inputs of every method x seed run: the PLM and the few-shot

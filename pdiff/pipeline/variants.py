@@ -22,7 +22,7 @@ from pdiff.evaluation import statistics
 from pdiff.pipeline import concurrency, tuning_runs
 from pdiff.pipeline.run import plan_units, tune_and_evaluate_all
 from pdiff.tuning import prompt_diffuser as pd
-from pdiff.tuning import registry
+from pdiff.tuning import prompt_diffuser_method, registry
 
 BASELINE = "prompt_dt"  # the row every variant is also compared with
 
@@ -33,8 +33,7 @@ def variant_configs(base: ml_collections.ConfigDict,
   """Prompt Diffuser's config under each variant's overrides (unknown fields
   are refused by ConfigDict; bad values by ``pd.check_config``)."""
   out = {}
-  fields = base.to_dict()
-  fields.pop("named_settings", None)  # rows of the table, not of a comparison
+  fields = prompt_diffuser_method.row_fields(base)
   for name, overrides in variants.items():
     c = ml_collections.ConfigDict(fields)
     c.update(dict(overrides))

@@ -184,13 +184,20 @@ def make_tune(context: registry.TuningContext, config) -> registry.TuneFn:
   return tune
 
 
-def _row_config(config, overrides) -> ml_collections.ConfigDict:
-  """One row's config: ``config`` under ``overrides``, naming its own mode
-  only and no named settings, so that its run's fingerprint is shared by every
-  list of modes and settings the row appears in."""
+def row_fields(config) -> dict:
+  """``config``'s fields without ``named_settings``: which rows a table
+  lists is never part of one row's (or one compared variant's) config."""
   fields = config.to_dict()
   fields.pop("named_settings", None)
-  c = ml_collections.ConfigDict(fields)
+  return fields
+
+
+def _row_config(config, overrides) -> ml_collections.ConfigDict:
+  """One row's config: ``config`` under ``overrides``, naming its own mode
+  only and no named settings (:func:`row_fields`), so that its run's
+  fingerprint is shared by every list of modes and settings the row appears
+  in."""
+  c = ml_collections.ConfigDict(row_fields(config))
   c.update(dict(overrides))
   c.modes = (c.mode,)
   return c
