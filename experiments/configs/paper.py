@@ -121,6 +121,12 @@ def get_config(arg: str = "table1") -> ml_collections.ConfigDict:
   # test tasks) and "zero_shot" (drawn from the training tasks' data; run
   # config few_shot_source = "training_tasks").
   c.settings = TABLE3_SETTINGS
+  # An earlier report of this experiment ({workdir}/paper/EXPERIMENT.json,
+  # or a committed results/paper/EXPERIMENT.json) whose other families are
+  # kept beside the ones computed now, so that a table is computed family by
+  # family; its seeds, methods, modes, named settings (and qualities or
+  # settings) must be this config's. "": none.
+  c.merge = ""
   # Each family's pipeline config (experiments/configs/run.py:FAMILY,PRESET);
   # its methods, seeds and tuning.prompt_diffuser.modes and .named_settings
   # are replaced by the fields above.

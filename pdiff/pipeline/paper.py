@@ -22,7 +22,10 @@ through their fingerprints), then writes
   (:mod:`pdiff.pipeline.paper_table3`), with the published figures.
 
 A family with a success metric also has each row's success rate (mean over
-seeds, in %) beside its return.
+seeds, in %) beside its return. With ``config.merge`` naming an earlier
+report of the same experiment, its other families are kept beside the ones
+computed (:mod:`pdiff.pipeline.paper_merge`): a table can be computed family
+by family.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from absl import logging
 from pdiff import atomic, envs, stages
 from pdiff.evaluation import report as report_lib
 from pdiff.evaluation import statistics
-from pdiff.pipeline import paper_cells, paper_table3, prepare
+from pdiff.pipeline import paper_cells, paper_merge, paper_table3, prepare
 from pdiff.pipeline.paper_cells import BASELINE, paper_row
 from pdiff.pipeline.paper_cells import cell as _cell
 from pdiff.pipeline.paper_cells import common as _common
@@ -458,9 +461,12 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The report written to ``{workdir}/paper/{experiment}.json``.
 
   Raises:
-    ConfigError: a bad config value (before anything is written).
+    ConfigError: a bad config value, or an earlier report in
+      ``config.merge`` that does not match (before anything is written).
   """
   check_config(config)
+  merge_path = config.get("merge") or ""
+  earlier = paper_merge.load(merge_path, config) if merge_path else None
   configs = {f: family_config(config, f) for f in config.families}
   for c in configs.values():
     check_run_config(c)
@@ -506,16 +512,17 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
       with open(os.path.join(fdir, "datasets", family, "returns.json")) as f:
         random = random_return(json.load(f), results["test_tasks"])
     sections[family] = table1_section(results, random, published["methods"])
-  success = any(report_lib.SUCCESS_HEADER in s["columns"]
-                for s in sections.values())
   report = dict(experiment=config.experiment, preset=config.preset,
                 family_order=list(config.families), families=sections,
-                caption=caption(config.experiment, source, success=success,
-                                quoted=table2["quoted"],
-                                published=everything,
-                                named_settings=tuple(
-                                    config.get("named_settings", ()))),
                 config=config.to_dict())
+  if earlier is not None:
+    report = paper_merge.merge(report, earlier, merge_path)
+  success = any(report_lib.SUCCESS_HEADER in s["columns"]
+                for s in report["families"].values())
+  report["caption"] = caption(config.experiment, source, success=success,
+                              quoted=table2["quoted"], published=everything,
+                              named_settings=tuple(
+                                  config.get("named_settings", ())))
   if config.experiment in ("table1", "table2", "table3"):
     report["published_source"] = source
   base = os.path.join(workdir, "paper", config.experiment)

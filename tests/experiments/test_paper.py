@@ -6,6 +6,7 @@ dict."""
 import json
 import math
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -175,6 +176,76 @@ def test_table1_again_recomputes_nothing(workdir, table1, ablation,
   assert run_times(workdir) == before
   for label in TABLE1_LABELS:
     assert second["rows"][label]["mean"] == first["rows"][label]["mean"]
+
+
+def earlier_report(workdir, tmp_path, family="point_robot_b", **changes):
+  """The ablation's report as if computed earlier for ``family`` alone (its
+  point_robot section renamed), with config fields replaced by
+  ``changes``; returns its path."""
+  saved, _ = outputs(workdir, "ablation")
+  saved["families"] = {family: dict(saved["families"]["point_robot"],
+                                    family=family)}
+  saved["family_order"] = [family]
+  saved["config"]["families"] = [family]
+  saved["config"]["runs"] = {family: saved["config"]["runs"]["point_robot"]}
+  saved["config"].update(changes)
+  path = tmp_path / "earlier.json"
+  path.write_text(json.dumps(saved))
+  return str(path), saved
+
+
+def test_merge_keeps_an_earlier_reports_other_families(workdir, ablation,
+                                                       tmp_path, monkeypatch):
+  path, earlier = earlier_report(workdir, tmp_path)
+  (tmp_path / "merged").mkdir()  # point_robot's runs are found, not computed
+  os.symlink(os.path.join(workdir, "point_robot"),
+             tmp_path / "merged" / "point_robot")
+  forbid_computing(monkeypatch)
+  config = paper_configs.get_config("ablation,tiny")
+  config.merge = path
+  merged = paper.run_experiment(config, str(tmp_path / "merged"))
+  saved, md = outputs(str(tmp_path / "merged"), "ablation")
+  assert saved == json.loads(json.dumps(merged))
+  assert saved["family_order"] == ["point_robot_b", "point_robot"]
+  assert saved["families"]["point_robot_b"] == earlier["families"][
+      "point_robot_b"]
+  assert saved["families"]["point_robot"]["rows"] == json.loads(json.dumps(
+      ablation["families"]["point_robot"]["rows"]))
+  assert saved["config"]["families"] == ["point_robot_b", "point_robot"]
+  assert set(saved["config"]["runs"]) == {"point_robot_b", "point_robot"}
+  assert saved["merged_from"] == {"path": os.path.normpath(path),
+                                  "families": ["point_robot_b"]}
+  assert "### point_robot_b (1 seed" in md and "### point_robot (1 seed" in md
+  # A family computed now replaces its earlier section, in place.
+  path, _ = earlier_report(workdir, tmp_path, family="point_robot")
+  config.merge = path
+  again = paper.run_experiment(config, str(tmp_path / "merged"))
+  assert again["family_order"] == ["point_robot"]
+  assert again["merged_from"]["families"] == []
+
+
+@pytest.mark.parametrize("field,value", [("seeds", [0, 1]),
+                                         ("modes", ["dm_only"]),
+                                         ("named_settings", []),
+                                         ("experiment", "table1")])
+def test_merge_refuses_a_report_with_other_rows(workdir, ablation, tmp_path,
+                                                field, value):
+  path, earlier = earlier_report(workdir, tmp_path)
+  if field == "experiment":
+    earlier["experiment"] = value
+    pathlib.Path(path).write_text(json.dumps(earlier))
+  else:
+    earlier_report(workdir, tmp_path, **{field: value})
+  config = paper_configs.get_config("ablation,tiny")
+  config.merge = path
+  out = tmp_path / "out"
+  with pytest.raises(ValueError, match=rf"config\.merge = '{path}'.*{field}"):
+    paper.run_experiment(config, str(out))
+  assert not out.exists()
+  config.merge = str(tmp_path / "missing.json")
+  with pytest.raises(ValueError, match="no such file"):
+    paper.run_experiment(config, str(out))
+  assert not out.exists()
 
 
 def table2_config():
