@@ -13,10 +13,12 @@ import ml_collections
 from experiments.configs import run as run_configs
 
 # The settings compared by default: the paper's (the reference), L_DT read
-# in the evaluation's returns-to-go (pdiff's variant), and a larger guidance
-# scale with either.
+# in the evaluation's returns-to-go (pdiff's variant), a larger guidance
+# scale with either, and the guidance loss alone (mode "dt_only": no
+# diffusion loss in fine-tuning).
 VARIANTS = {
     "paper": {},
+    "dt_only": dict(mode="dt_only"),
     "evaluation_returns": dict(guidance_returns="evaluation"),
     "scale_10": dict(guidance_scale=10.0),
     "evaluation_returns_scale_10": dict(guidance_returns="evaluation",
