@@ -17,13 +17,28 @@ def _family_line(sources: Sources, report: dict, family: str) -> str:
   s = report["families"][family]
   commit = str((s.get("provenance") or {}).get("commit") or "?")
   dirty = " with uncommitted changes" if commit.endswith("+dirty") else ""
+  total, each = _wall_time(s)
   line = (f"`{family}`: written at commit `{commit[:12]}`{dirty}, in "
-          f"{_seconds(s['wall_seconds'])} (runs found in its work directory "
-          "are reused, not timed again)")
+          f"{total} ({each + '; ' if each else ''}runs found in its work "
+          "directory are reused, not timed again)")
   run_config = (report.get("config") or {}).get("runs", {}).get(family, {})
   stale = stale_plm_sentence(
       sources, {"config": run_config, "inputs": s.get("inputs") or {}})
   return line + ("." if not stale else f". {stale}")
+
+
+def _wall_time(section: dict) -> tuple[str, str]:
+  """A family's wall time and its parts: its run's and ``""``, or for a
+  table whose columns are pipeline runs of their own (table2's qualities,
+  table3's settings) their sum and each run's."""
+  parts = (section.get("wall_seconds_by_quality")
+           or section.get("wall_seconds_by_setting"))
+  if not parts:
+    return _seconds(section["wall_seconds"]), ""
+  known = {name: t for name, t in parts.items() if t is not None}
+  each = ", ".join(f"{name.replace('_', '-')} {_seconds(t)}"
+                   for name, t in known.items())
+  return _seconds(sum(known.values())), each
 
 
 def render_paper_results(sources: Sources) -> str:

@@ -15,7 +15,9 @@ through their fingerprints), then writes
   with its difference to ``prompt_diffuser[dm_only]``, paired by seed;
 * ``table2``: per family, every method with few-shot data (and so initial
   prompts) of each quality in ``config.qualities``: its return with its
-  interval and its difference to the few-shot prompt of the same quality;
+  interval and its difference to the few-shot prompt of the same quality,
+  and each row's change from the first quality to the others
+  (:mod:`pdiff.pipeline.paper_table2`);
 * ``table3``: per family, every method in each setting of
   ``config.settings``, few-shot (the test tasks' data) and zero-shot (the
   training tasks' data), each setting a pipeline run of its own
@@ -41,7 +43,7 @@ from absl import logging
 from pdiff import atomic, envs, stages
 from pdiff.evaluation import report as report_lib
 from pdiff.evaluation import statistics
-from pdiff.pipeline import paper_cells, paper_merge, paper_table3, prepare
+from pdiff.pipeline import paper_cells, paper_merge, paper_table2, paper_table3, prepare
 from pdiff.pipeline.paper_cells import BASELINE, paper_row
 from pdiff.pipeline.paper_cells import cell as _cell
 from pdiff.pipeline.paper_cells import common as _common
@@ -57,7 +59,7 @@ PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
 UPPER_BOUND = "upper_bound"
 ABLATION_REFERENCE = "prompt_diffuser[dm_only]"
 # Few-shot data qualities table2 may compare.
-QUALITIES = ("expert", "medium", "random")
+QUALITIES = paper_table2.QUALITIES
 # (higher, lower): the orderings of the paper's Table 1, in every environment.
 PAPER_ORDERINGS = (("prompt_diffuser", "prompt_tuning_dt"),
                    ("prompt_diffuser", "prompt_dt"),
@@ -87,11 +89,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config.runs.{family}.family = "
                         f"{config.runs[family].family!r}: expected {family!r}.")
   if config.experiment == "table2":
-    qualities = tuple(config.get("qualities", ()))
-    if (not qualities or len(set(qualities)) != len(qualities)
-        or any(q not in QUALITIES for q in qualities)):
-      raise ConfigError(f"config.qualities = {qualities!r}: expected distinct "
-                        f"qualities among {QUALITIES}.")
+    paper_table2.check_qualities(config.get("qualities", ()))
   if config.experiment == "table3":
     paper_table3.check_settings(config.get("settings", ()))
   if (config.experiment in ("table2", "table3")
@@ -282,45 +280,6 @@ def ablation_section(results: Mapping) -> dict:
                   compared, ref))
 
 
-def table2_section(by_quality: Mapping[str, Mapping]) -> dict:
-  """Table 2's part of one family: per row, one cell per few-shot quality
-  (return and interval, then the difference to ``prompt_dt`` of the same
-  quality, paired by seed).
-
-  Args:
-    by_quality: ``{quality: pdiff.pipeline.run's results dict}``, in column
-      order; every quality has the same rows.
-  """
-  qualities = list(by_quality)
-  first = by_quality[qualities[0]]
-  rows = {q: _rows(r) for q, r in by_quality.items()}
-  labels = list(rows[qualities[0]])
-  level = paper_cells.confidence_level(rows[qualities[0]])
-  columns = ["method"]
-  for q in qualities:
-    columns += [f"{q}: return [{level} CI]", f"{q}: difference to {BASELINE}"]
-  out_rows = {}
-  for label in labels:
-    cells, per_quality = [label], {}
-    for q in qualities:
-      row = rows[q][label]
-      diff = paper_cells.difference(row)
-      cells += [_cell(row), paper_cells.difference_cell(label, diff)]
-      per_quality[q] = dict(_figures(row), difference=diff)
-    out_rows[label] = dict(method=rows[qualities[0]][label]["method"],
-                           qualities=per_quality, cells=cells)
-  sentences = [f"{q} data: "
-               + paper_cells.significance_sentence(by_quality[q], rows[q])
-               for q in qualities]
-  return dict(_common(first), columns=columns, row_order=labels,
-              rows=out_rows, qualities=qualities,
-              fingerprints={q: r.get("fingerprint")
-                            for q, r in by_quality.items()},
-              wall_seconds_by_quality={q: r.get("wall_seconds")
-                                       for q, r in by_quality.items()},
-              significance_sentence=" ".join(sentences))
-
-
 def named_settings_text(names: Sequence[str]) -> str:
   """The sentence naming Prompt Diffuser's rows of pdiff's named settings
   (``prompt_diffuser_method.NAMED_SETTINGS``), or ``""`` without any."""
@@ -355,14 +314,7 @@ def caption(experiment: str, source: str | None = None, *,
   if experiment == "table3":
     return text + paper_table3.caption_text(published or load_published())
   if experiment == "table2":
-    return text + (
-        " Each column pair uses few-shot trajectories (and so the initial "
-        "prompts of Prompt-Tuning DT and Prompt Diffuser's condition) of one "
-        "dataset quality; the PLM is the same. Published (cheetah-vel, "
-        f"{source}): Prompt Diffuser {quoted['prompt_diffuser']}, "
-        f"Prompt-Tuning DT {quoted['prompt_tuning_dt']}; pdiff's physics "
-        "and data differ (Brax, not MuJoCo), so only the orderings and the "
-        "drop from expert to random compare.")
+    return text + paper_table2.caption_text(source, quoted)
   return text + (
       " The normalised score is (R - R_random) / (R_upper - R_random): "
       "R_random is the mean return of the test tasks' random datasets, "
@@ -492,14 +444,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                  everything["table3"])
       continue
     if config.experiment == "table2":
-      by_quality = {}
-      for quality in config.qualities:
-        qc = c.copy_and_resolve_references()
-        qc.few_shot_quality = quality
-        check_run_config(qc)
-        logging.info("=== table2: %s, %s few-shot data", family, quality)
-        by_quality[quality] = run_pipeline(qc, fdir)
-      sections[family] = table2_section(by_quality)
+      sections[family] = paper_table2.run_family(c, config.qualities, fdir)
       continue
     results = run_pipeline(c, fdir)
     if config.experiment == "ablation":
@@ -526,6 +471,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.experiment in ("table1", "table2", "table3"):
     report["published_source"] = source
   base = os.path.join(workdir, "paper", config.experiment)
+  report = paper_merge.keep_provenance(report, base + ".json")
   stages.write_json_atomic(base + ".json", report)
   atomic.write_bytes_atomic(base + ".md", markdown(report).encode())
   save_figure(base + ".png", report)

@@ -1,5 +1,6 @@
 """Cells and row figures shared by the paper's tables
-(:mod:`pdiff.pipeline.paper`, :mod:`pdiff.pipeline.paper_table3`).
+(:mod:`pdiff.pipeline.paper`, :mod:`pdiff.pipeline.paper_table2`,
+:mod:`pdiff.pipeline.paper_table3`).
 
 A table's row is one label of a pipeline run's results
 (:func:`pdiff.pipeline.run`'s dict); its cells are formatted here the same

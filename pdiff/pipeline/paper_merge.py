@@ -14,6 +14,12 @@ be of the same experiment and preset, with the same seeds, methods, Prompt
 Diffuser modes and named settings (and, for Table 2 and Table 3, the same
 qualities or settings). Anything else is a :class:`ConfigError` that names
 the file, the field and both values, raised before any work.
+
+A rerun does not relabel a family's numbers either: a section computed now
+from exactly the runs of the report it overwrites (the same fingerprints:
+every run was found, none computed) keeps that report's provenance and wall
+times (:func:`keep_provenance`), which name the code and the time that
+computed them.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ from pdiff.pipeline.validate import ConfigError
 ROW_FIELDS = ("preset", "seeds", "methods", "modes", "named_settings")
 # Further such fields, per experiment.
 EXPERIMENT_FIELDS = {"table2": ("qualities",), "table3": ("settings",)}
+# A section's fields that identify its runs, and those that describe the
+# computation of the runs.
+IDENTITY_FIELDS = ("fingerprint", "fingerprints", "rows")
+COMPUTATION_FIELDS = ("provenance", "wall_seconds", "wall_seconds_by_quality",
+                      "wall_seconds_by_setting")
 
 
 def _as_list(value):
@@ -110,3 +121,35 @@ def merge(report: dict, earlier: Mapping, path: str) -> dict:
   out = dict(report, family_order=order, families=sections, config=config)
   out["merged_from"] = {"path": os.path.normpath(path), "families": kept}
   return out
+
+
+def keep_provenance(report: dict, path: str) -> dict:
+  """``report`` with the computation of each family that is unchanged since
+  the report at ``path`` (the file about to be overwritten) taken from it.
+
+  A family's section whose :data:`IDENTITY_FIELDS` equal those of the same
+  family at ``path`` (its runs' fingerprints and every figure) was computed
+  from the same runs, all of them found in the work directory: its
+  :data:`COMPUTATION_FIELDS` (the commit, machine and versions that computed
+  them, and their wall time) are the earlier section's, not this
+  invocation's. A missing or unreadable file, or another experiment's,
+  changes nothing.
+  """
+  try:
+    with open(path) as f:
+      earlier = json.load(f)
+  except (OSError, ValueError):
+    return report
+  if (not isinstance(earlier, dict)
+      or earlier.get("experiment") != report["experiment"]
+      or not isinstance(earlier.get("families"), dict)):
+    return report
+  sections = dict(report["families"])
+  for family, section in sections.items():
+    old = earlier["families"].get(family)
+    if not isinstance(old, dict) or not section.get("fingerprint") or any(
+        _as_list(section.get(k)) != old.get(k) for k in IDENTITY_FIELDS):
+      continue
+    sections[family] = dict(section, **{k: old[k] for k in COMPUTATION_FIELDS
+                                        if k in old})
+  return dict(report, families=sections)

@@ -146,6 +146,24 @@ def test_committed_experiments_render_in_the_docs(workdir, ablation,
   assert ablation["caption"] in text
 
 
+@pytest.mark.parametrize("field, parts, expected", [
+    (None, None, ("2 min 05 s", "")),
+    ("wall_seconds_by_quality", {"expert": 872.0, "medium": 551.0,
+                                 "random": 450.0},
+     ("31 min 13 s", "expert 14 min 32 s, medium 9 min 11 s, random 7 min 30 s")),
+    ("wall_seconds_by_setting", {"few_shot": 2564.0, "zero_shot": 682.0},
+     ("54 min 06 s", "few-shot 42 min 44 s, zero-shot 11 min 22 s")),
+])
+def test_docs_give_a_family_the_wall_time_of_all_its_runs(field, parts,
+                                                          expected):
+  from experiments.doc_blocks.paper import _wall_time
+
+  section = {"wall_seconds": 125.0}  # table2 and table3: the first run's
+  if field:
+    section[field] = parts
+  assert _wall_time(section) == expected
+
+
 def test_ablation_rows_differ_from_dm_only(workdir, ablation):
   saved, md = outputs(workdir, "ablation")
   s = saved["families"]["point_robot"]
@@ -176,6 +194,33 @@ def test_table1_again_recomputes_nothing(workdir, table1, ablation,
   assert run_times(workdir) == before
   for label in TABLE1_LABELS:
     assert second["rows"][label]["mean"] == first["rows"][label]["mean"]
+  # Nothing was computed: the table keeps the computation that made it.
+  assert second["provenance"] == json.loads(json.dumps(first["provenance"]))
+  assert second["wall_seconds"] == first["wall_seconds"]
+
+
+def test_a_rerun_keeps_the_provenance_only_of_unchanged_families(tmp_path):
+  from pdiff.pipeline import paper_merge
+
+  def report(mean, commit, wall):
+    section = dict(fingerprint="fp", rows={"prompt_dt": {"mean": mean}},
+                   provenance={"commit": commit}, wall_seconds=wall,
+                   wall_seconds_by_quality={"expert": wall})
+    return dict(experiment="table2", families={"cheetah_vel": section})
+
+  path = tmp_path / "table2.json"
+  now = report(1.0, "new", 2.0)
+  assert paper_merge.keep_provenance(now, str(path)) == now  # no file yet
+  path.write_text(json.dumps(report(1.0, "old", 900.0)))
+  kept = paper_merge.keep_provenance(now, str(path))["families"]["cheetah_vel"]
+  assert kept["provenance"] == {"commit": "old"}
+  assert kept["wall_seconds"] == kept["wall_seconds_by_quality"]["expert"] == 900
+  for changed in (report(1.5, "new", 2.0),  # another figure: recomputed
+                  dict(report(1.0, "new", 2.0), experiment="table3")):
+    assert paper_merge.keep_provenance(changed, str(path))["families"][
+        "cheetah_vel"]["provenance"] == {"commit": "new"}
+  path.write_text("not json")
+  assert paper_merge.keep_provenance(now, str(path)) == now
 
 
 def earlier_report(workdir, tmp_path, family="point_robot_b", **changes):
@@ -280,6 +325,61 @@ def test_table2_pairs_each_quality_with_its_own_few_shot_prompt(workdir,
   assert s["fingerprints"]["expert"] != s["fingerprints"]["random"]
   assert "-33.5" in saved["caption"] and "Table 2" in saved["caption"]
   assert "expert data:" in s["significance_sentence"]
+  change = s["changes"]["prompt_diffuser[projection]"]["random"]
+  assert change["mean"] == pytest.approx(
+      pd_row["qualities"]["random"]["mean"]
+      - pd_row["qualities"]["expert"]["mean"])
+  assert set(s["changes"]["prompt_dt"]) == {"random"}
+  assert s["robustness"] == {}  # no prompt_tuning_dt row
+  assert s["ordering_sentence"].startswith(
+      "Change of return from expert data to random data (paired by seed): ")
+  assert "is not measured (a row is missing)" in s["ordering_sentence"]
+  assert s["ordering_sentence"] in md
+
+
+def test_table2_measures_the_papers_robustness_claim():
+  from pdiff.pipeline import paper_table2
+
+  def results(per_seed):
+    summary = report.summarize_methods(
+        {k: [[x] for x in v] for k, v in per_seed.items()})
+    for label, row in summary["methods"].items():
+      row["method"] = label.split("[")[0]
+    return dict(family="cheetah_vel", test_tasks=[0], seeds=[0, 1, 2],
+                num_shots=5, few_shot_quality="expert",
+                row_order=list(per_seed), **summary)
+
+  # Prompt Diffuser loses 1 to 3 with medium data and 30 to 34 with random
+  # data; Prompt-Tuning DT loses 20 to 22 with either.
+  expert = {"prompt_dt": [0.0, 1.0, 2.0],
+            "prompt_tuning_dt": [10.0, 10.0, 10.0],
+            "prompt_diffuser[projection]": [10.0, 11.0, 12.0]}
+  medium = {"prompt_dt": [-5.0, -5.0, -5.0],
+            "prompt_tuning_dt": [-10.0, -11.0, -12.0],
+            "prompt_diffuser[projection]": [9.0, 9.0, 9.0]}
+  random = {"prompt_dt": [-20.0, -20.0, -20.0],
+            "prompt_tuning_dt": [-10.0, -11.0, -12.0],
+            "prompt_diffuser[projection]": [-20.0, -21.0, -22.0]}
+  s = paper_table2.section({"expert": results(expert),
+                            "medium": results(medium),
+                            "random": results(random)})
+  pd_change = s["changes"]["prompt_diffuser[projection]"]
+  assert pd_change["medium"]["per_seed"] == pytest.approx([-1.0, -2.0, -3.0])
+  assert pd_change["random"]["mean"] == pytest.approx(-32.0)
+  assert pd_change["random"]["significant"]
+  claim = s["robustness"]
+  assert claim["medium"]["per_seed"] == pytest.approx([19.0, 19.0, 19.0])
+  assert claim["medium"]["significant"]
+  assert claim["random"]["mean"] == pytest.approx(-11.0)
+  sentence = s["ordering_sentence"]
+  assert sentence.startswith("Change of return from expert data to medium "
+                             "and random data (paired by seed): ")
+  assert ("with medium data it holds (+19.0 [19.0, 19.0], significant at "
+          "95%)") in sentence
+  assert "with random data it is reversed (-11.0 " in sentence
+  only_expert = paper_table2.section({"expert": results(expert)})
+  assert "changes" not in only_expert
+  assert "ordering_sentence" not in only_expert
 
 
 def test_table2_config_errors_are_named(tmp_path):
