@@ -51,7 +51,7 @@ NAMED_SETTINGS = {
     "evaluation_returns_scale_10": Setting(
         dict(mode="projection", guidance_returns="evaluation",
              guidance_scale=10.0),
-        "chosen among four settings on cheetah-vel's validation tasks, "
+        "chosen among five settings on cheetah-vel's validation tasks, "
         "training tasks held out of tuning (experiments/selection.py, "
         "docs/diagnosis.md); on another family it is that choice carried "
         "over, not one made on its own tasks"),
