@@ -97,6 +97,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "selection": runs.render_selection,
     "selection_summary": runs.render_selection_summary,
     "paper_results": paper.render_paper_results,
+    "paper_summary": paper.render_paper_summary,
     "return_conditioning": families.render_return_conditioning,
     "behavior_policies": families.render_behavior_policies,
     "shipped_plms": families.render_shipped_plms,

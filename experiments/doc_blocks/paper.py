@@ -67,3 +67,30 @@ def render_paper_results(sources: Sources) -> str:
     sections.append(body.strip().split("\n", 1)[0] + "\n\n" + head + "\n"
                     + body.strip().split("\n", 1)[1])
   return "\n\n".join(sections)
+
+
+def render_paper_summary(sources: Sources) -> str:
+  """One line per committed paper experiment: its title and the families
+  (and seeds) it covers, pointing at docs/paper.md for the tables."""
+  from pdiff.pipeline import paper
+
+  root = sources.path(PAPER_DIR)
+  lines = []
+  for name in paper.EXPERIMENTS:
+    path = root / f"{name}.json"
+    if not path.is_file():
+      continue
+    report = _load_json(path)
+    title = paper.markdown(report).split("\n", 1)[0].removeprefix("## ")
+    seeds = {f: len(report["families"][f]["seeds"])
+             for f in report["family_order"]}
+    families = ", ".join(f"`{f}` ({n} seed{'' if n == 1 else 's'})"
+                         for f, n in seeds.items())
+    lines.append(f"* {title} (`{_rel(sources, path)}`): {families}.")
+  if not lines:
+    return (f"No experiment of `experiments/paper.py` is committed under "
+            f"`{PAPER_DIR}/` yet.")
+  return ("The paper's experiments committed so far, by family; "
+          "[docs/paper.md](docs/paper.md) has their tables, which "
+          "differences are significant and the published figures beside "
+          "pdiff's:\n\n" + "\n".join(lines))

@@ -127,13 +127,17 @@ def test_committed_experiments_render_in_the_docs(workdir, ablation,
   import shutil
 
   from experiments.doc_blocks.common import Sources
-  from experiments.doc_blocks.paper import render_paper_results
+  from experiments.doc_blocks.paper import render_paper_results, render_paper_summary
 
   sources = Sources(root=tmp_path)
   assert "No experiment" in render_paper_results(sources)
+  assert "No experiment" in render_paper_summary(sources)
   committed = tmp_path / "results" / "paper"
   committed.mkdir(parents=True)
   shutil.copy(os.path.join(workdir, "paper", "ablation.json"), committed)
+  assert render_paper_summary(sources).endswith(
+      "\n* Ablation: Prompt Diffuser's gradient combinations "
+      "(`results/paper/ablation.json`): `point_robot` (1 seed).")
   text = render_paper_results(sources)
   s = ablation["families"]["point_robot"]
   commit = s["provenance"]["commit"][:12]
