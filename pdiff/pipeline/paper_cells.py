@@ -10,15 +10,27 @@ difference, a published figure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pdiff.evaluation import statistics
+from pdiff.pipeline.validate import ConfigError
 
 BASELINE = statistics.BASELINE
 # The row standing for a paper's method where a method has several rows:
 # the paper's Prompt Diffuser projects conflicting gradients.
 PAPER_ROWS = {"prompt_diffuser": "prompt_diffuser[projection]"}
 _fmt = statistics.format_number
+
+
+def check_distinct(field: str, values: Sequence[str],
+                   allowed: Sequence[str]) -> None:
+  """Raises :class:`ConfigError` naming ``config.{field}`` unless ``values``
+  are distinct members of ``allowed`` (a table's column groups)."""
+  values = tuple(values)
+  if (not values or len(set(values)) != len(values)
+      or any(v not in allowed for v in values)):
+    raise ConfigError(f"config.{field} = {values!r}: expected distinct "
+                      f"{field} among {tuple(allowed)}.")
 
 
 def paper_row(method: str) -> str:

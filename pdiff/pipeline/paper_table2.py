@@ -28,7 +28,7 @@ from absl import logging
 from pdiff.evaluation import statistics
 from pdiff.pipeline import paper_cells as cells
 from pdiff.pipeline.run import run as run_pipeline
-from pdiff.pipeline.validate import ConfigError, check_run_config
+from pdiff.pipeline.validate import check_run_config
 
 # Few-shot data qualities the table may compare, best first.
 QUALITIES = ("expert", "medium", "random")
@@ -40,13 +40,9 @@ _fmt = statistics.format_number
 
 
 def check_qualities(qualities: Sequence[str]) -> None:
-  """Raises :class:`ConfigError` unless ``qualities`` are distinct
-  :data:`QUALITIES`."""
-  qualities = tuple(qualities)
-  if (not qualities or len(set(qualities)) != len(qualities)
-      or any(q not in QUALITIES for q in qualities)):
-    raise ConfigError(f"config.qualities = {qualities!r}: expected distinct "
-                      f"qualities among {QUALITIES}.")
+  """Raises ``pdiff.pipeline.validate.ConfigError`` naming
+  ``config.qualities`` unless ``qualities`` are distinct :data:`QUALITIES`."""
+  cells.check_distinct("qualities", qualities, QUALITIES)
 
 
 def quality_config(config: ml_collections.ConfigDict,

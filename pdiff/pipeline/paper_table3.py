@@ -32,7 +32,6 @@ from absl import logging
 
 from pdiff.pipeline import paper_cells as cells
 from pdiff.pipeline.run import run as run_pipeline
-from pdiff.pipeline.validate import ConfigError
 
 # The settings of the table, in column order.
 SETTINGS = ("few_shot", "zero_shot")
@@ -46,13 +45,9 @@ DATA = {"few_shot": "the test tasks (few-shot)",
 
 
 def check_settings(settings: Sequence[str]) -> None:
-  """Raises :class:`ConfigError` unless ``settings`` are distinct
-  :data:`SETTINGS`."""
-  settings = tuple(settings)
-  if (not settings or len(set(settings)) != len(settings)
-      or any(s not in SETTINGS for s in settings)):
-    raise ConfigError(f"config.settings = {settings!r}: expected distinct "
-                      f"settings among {SETTINGS}.")
+  """Raises ``pdiff.pipeline.validate.ConfigError`` naming
+  ``config.settings`` unless ``settings`` are distinct :data:`SETTINGS`."""
+  cells.check_distinct("settings", settings, SETTINGS)
 
 
 def setting_config(config: ml_collections.ConfigDict,
