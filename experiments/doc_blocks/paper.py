@@ -18,9 +18,15 @@ def _family_line(sources: Sources, report: dict, family: str) -> str:
   commit = str((s.get("provenance") or {}).get("commit") or "?")
   dirty = " with uncommitted changes" if commit.endswith("+dirty") else ""
   total, each = _wall_time(s)
+  parts = [each] if each else []
+  if s.get("tune_seconds") is not None:
+    parts.append(f"tuning {_seconds(s['tune_seconds'])} and evaluation "
+                 f"{_seconds(s['eval_seconds'])} summed over its rows and "
+                 "seeds, each run's time as first computed")
+  parts.append("runs found in its work directory are reused, not timed "
+               "again")
   line = (f"`{family}`: written at commit `{commit[:12]}`{dirty}, in "
-          f"{total} ({each + '; ' if each else ''}runs found in its work "
-          "directory are reused, not timed again)")
+          f"{total} ({'; '.join(parts)})")
   run_config = (report.get("config") or {}).get("runs", {}).get(family, {})
   stale = stale_plm_sentence(
       sources, {"config": run_config, "inputs": s.get("inputs") or {}})

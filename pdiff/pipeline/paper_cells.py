@@ -95,12 +95,24 @@ def table_rows(results: Mapping) -> dict:
   return {label: results["methods"][label] for label in order}
 
 
+def compute_seconds(*results: Mapping) -> dict:
+  """``tune_seconds`` and ``eval_seconds``: the tuning and evaluation time
+  of every row and seed of the runs' results, summed, each run's time as
+  its record holds it (when it was computed, not when it was found
+  again)."""
+  rows = [row for r in results for row in r["methods"].values()]
+  return {k: float(sum(sum(row.get(k) or ()) for row in rows))
+          for k in ("tune_seconds", "eval_seconds")}
+
+
 def common(results: Mapping) -> dict:
-  """What every table's family section repeats from its run's results."""
-  return {k: results.get(k) for k in ("family", "test_tasks", "seeds",
-                                       "num_shots", "few_shot_quality",
-                                       "fingerprint", "inputs",
-                                       "provenance", "wall_seconds")}
+  """What every table's family section repeats from its run's results, and
+  its rows' :func:`compute_seconds`."""
+  return dict({k: results.get(k) for k in ("family", "test_tasks", "seeds",
+                                            "num_shots", "few_shot_quality",
+                                            "fingerprint", "inputs",
+                                            "provenance", "wall_seconds")},
+              **compute_seconds(results))
 
 
 def significance_sentence(results: Mapping, rows: Mapping) -> str:

@@ -179,7 +179,9 @@ def section(by_quality: Mapping[str, Mapping]) -> dict:
   sentences = [f"{q} data: " + cells.significance_sentence(by_quality[q],
                                                            rows[q])
                for q in qualities]
-  out = dict(cells.common(first), columns=columns, row_order=labels,
+  out = dict(cells.common(first),
+             **cells.compute_seconds(*by_quality.values()),
+             columns=columns, row_order=labels,
              rows=out_rows, qualities=qualities,
              fingerprints={q: r.get("fingerprint")
                            for q, r in by_quality.items()},

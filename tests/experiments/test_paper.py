@@ -126,7 +126,7 @@ def test_committed_experiments_render_in_the_docs(workdir, ablation,
                                                   tmp_path):
   import shutil
 
-  from experiments.doc_blocks.common import Sources
+  from experiments.doc_blocks.common import Sources, _seconds
   from experiments.doc_blocks.paper import render_paper_results, render_paper_summary
 
   sources = Sources(root=tmp_path)
@@ -144,10 +144,29 @@ def test_committed_experiments_render_in_the_docs(workdir, ablation,
   assert text.startswith("### Ablation: Prompt Diffuser's gradient")
   assert "From `results/paper/ablation.json` (tiny preset; `point_robot`)" in text
   assert f"* `point_robot`: written at commit `{commit}`" in text
+  assert s["tune_seconds"] > 0 and s["eval_seconds"] > 0
+  assert (f"tuning {_seconds(s['tune_seconds'])} and evaluation "
+          f"{_seconds(s['eval_seconds'])} summed over its rows and seeds"
+          in text)
   assert "#### point_robot (1 seed" in text
   for label in ABLATION_LABELS:
     assert "| " + " | ".join(s["rows"][label]["cells"]) + " |" in text
   assert ablation["caption"] in text
+
+
+def test_a_table_sums_its_runs_tuning_and_evaluation_time():
+  from pdiff.pipeline import paper_cells
+
+  first = {"methods": {"prompt_dt": {"tune_seconds": [0.5, 1.5],
+                                     "eval_seconds": [10.0, 12.0]},
+                       "prompt_tuning_dt": {"tune_seconds": [90.0, 80.0],
+                                            "eval_seconds": [9.0, 8.0]}}}
+  second = {"methods": {"prompt_dt": {"tune_seconds": [1.0, 1.0],
+                                      "eval_seconds": [7.0, 6.0]}}}
+  assert paper_cells.compute_seconds(first) == {"tune_seconds": 172.0,
+                                                "eval_seconds": 39.0}
+  assert paper_cells.compute_seconds(first, second) == {
+      "tune_seconds": 174.0, "eval_seconds": 52.0}
 
 
 @pytest.mark.parametrize("field, parts, expected", [
