@@ -44,7 +44,7 @@ from pdiff import atomic, envs, stages
 from pdiff.evaluation import report as report_lib
 from pdiff.evaluation import statistics
 from pdiff.pipeline import paper_cells, paper_merge, paper_table2, paper_table3, prepare
-from pdiff.pipeline.paper_cells import BASELINE, paper_row
+from pdiff.pipeline.paper_cells import BASELINE, paper_row, seed_difference
 from pdiff.pipeline.paper_cells import cell as _cell
 from pdiff.pipeline.paper_cells import common as _common
 from pdiff.pipeline.paper_cells import figures as _figures
@@ -58,8 +58,6 @@ PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
                          "published", "prompt_diffuser.json")
 UPPER_BOUND = "upper_bound"
 ABLATION_REFERENCE = "prompt_diffuser[dm_only]"
-# Few-shot data qualities table2 may compare.
-QUALITIES = paper_table2.QUALITIES
 # (higher, lower): the orderings of the paper's Table 1, in every environment.
 PAPER_ORDERINGS = (("prompt_diffuser", "prompt_tuning_dt"),
                    ("prompt_diffuser", "prompt_dt"),
@@ -137,21 +135,6 @@ def normalized_score(value: float, random: float, upper: float) -> float | None:
   return None if upper == random else float((value - random) / (upper - random))
 
 
-def seed_difference(row: Mapping, reference: Mapping, *,
-                    confidence: float = 0.95) -> dict:
-  """``row - reference`` paired by seed, from their ``per_seed`` means.
-
-  Returns:
-    :func:`statistics.paired_difference`'s ``mean``, ``std``, ``sem``,
-    ``ci_low``, ``ci_high``, ``significant``, ``confidence``, ``num_seeds``
-    and ``per_seed``.
-  """
-  d = statistics.paired_difference([[x] for x in row["per_seed"]],
-                                   [[x] for x in reference["per_seed"]],
-                                   confidence=confidence)
-  return {k: v for k, v in d.items() if not k.startswith("per_task")}
-
-
 def orderings(rows: Mapping[str, Mapping], *,
               confidence: float = 0.95) -> list[dict]:
   """Whether pdiff's means order each pair as the paper does.
@@ -185,13 +168,7 @@ def ordering_sentence(family: str, pairs: Sequence[Mapping]) -> str:
       parts.append(f"{claim} is not measured (a row is missing)")
       continue
     d = p["difference"]
-    n = d["num_seeds"]
-    if p["significant"] is None:
-      sig = f"not testable with {n} seed" + ("" if n == 1 else "s")
-    else:
-      level = statistics.confidence_label(d["confidence"])
-      sig = ("significant" if p["significant"] else "not significant") + (
-          f" at {level}")
+    sig = paper_cells.significance_phrase(d)
     order = {True: "holds", False: "is reversed",
              None: "is a tie"}[p["same_order"]]
     interval = statistics.format_interval(d["ci_low"], d["ci_high"])

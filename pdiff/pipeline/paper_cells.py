@@ -38,6 +38,31 @@ def paper_row(method: str) -> str:
   return PAPER_ROWS.get(method, method)
 
 
+def seed_difference(row: Mapping, reference: Mapping, *,
+                    confidence: float = 0.95) -> dict:
+  """``row - reference`` paired by seed, from their ``per_seed`` means.
+
+  Returns:
+    :func:`statistics.paired_difference`'s ``mean``, ``std``, ``sem``,
+    ``ci_low``, ``ci_high``, ``significant``, ``confidence``, ``num_seeds``
+    and ``per_seed``.
+  """
+  d = statistics.paired_difference([[x] for x in row["per_seed"]],
+                                   [[x] for x in reference["per_seed"]],
+                                   confidence=confidence)
+  return {k: v for k, v in d.items() if not k.startswith("per_task")}
+
+
+def significance_phrase(d: Mapping) -> str:
+  """``significant at 95%``, ``not significant at 95%`` or ``not testable
+  with 1 seed``, for a :func:`seed_difference`."""
+  if d["significant"] is None:
+    n = d["num_seeds"]
+    return f"not testable with {n} seed" + ("" if n == 1 else "s")
+  return (("significant" if d["significant"] else "not significant")
+          + f" at {statistics.confidence_label(d['confidence'])}")
+
+
 def cell(d: Mapping, sign: bool = False) -> str:
   """``mean [ci_low, ci_high]`` (``[n/a]`` without an interval)."""
   interval = statistics.format_interval(d.get("ci_low"), d.get("ci_high"))

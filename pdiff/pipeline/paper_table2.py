@@ -28,10 +28,8 @@ from absl import logging
 from pdiff.evaluation import statistics
 from pdiff.pipeline import paper_cells as cells
 from pdiff.pipeline.run import run as run_pipeline
-from pdiff.pipeline.validate import check_run_config
+from pdiff.pipeline.validate import QUALITIES, check_run_config
 
-# Few-shot data qualities the table may compare, best first.
-QUALITIES = ("expert", "medium", "random")
 # The paper's claim: ROBUST loses less return than FRAGILE from the first
 # quality to the others.
 ROBUST = cells.paper_row("prompt_diffuser")
@@ -41,7 +39,8 @@ _fmt = statistics.format_number
 
 def check_qualities(qualities: Sequence[str]) -> None:
   """Raises ``pdiff.pipeline.validate.ConfigError`` naming
-  ``config.qualities`` unless ``qualities`` are distinct :data:`QUALITIES`."""
+  ``config.qualities`` unless ``qualities`` are distinct qualities of
+  few-shot data (``pdiff.pipeline.validate.QUALITIES``, best first)."""
   cells.check_distinct("qualities", qualities, QUALITIES)
 
 
@@ -67,12 +66,6 @@ def run_family(config: ml_collections.ConfigDict, qualities: Sequence[str],
   return section(by_quality)
 
 
-def _per_seed_difference(a: Sequence[float], b: Sequence[float]) -> dict:
-  """``a - b`` paired by seed (per-seed means), without per-task parts."""
-  d = statistics.paired_difference([[x] for x in a], [[x] for x in b])
-  return {k: v for k, v in d.items() if not k.startswith("per_task")}
-
-
 def changes(rows: Mapping[str, Mapping[str, Mapping]]) -> dict:
   """Each row's change of return from the first quality to each other one.
 
@@ -82,13 +75,12 @@ def changes(rows: Mapping[str, Mapping[str, Mapping]]) -> dict:
 
   Returns:
     ``{label: {quality: difference}}`` for every quality after the first,
-    each difference :func:`statistics.paired_difference`'s of the row's
-    per-seed means (that quality minus the first).
+    each :func:`paper_cells.seed_difference` of the row's per-seed means
+    (that quality minus the first).
   """
   qualities = list(rows)
   first = rows[qualities[0]]
-  return {label: {q: _per_seed_difference(rows[q][label]["per_seed"],
-                                          first[label]["per_seed"])
+  return {label: {q: cells.seed_difference(rows[q][label], first[label])
                   for q in qualities[1:]}
           for label in first}
 
@@ -103,17 +95,8 @@ def robustness(found: Mapping[str, Mapping[str, Mapping]]) -> dict:
   """
   if ROBUST not in found or FRAGILE not in found:
     return {}
-  return {q: _per_seed_difference(found[ROBUST][q]["per_seed"],
-                                  found[FRAGILE][q]["per_seed"])
+  return {q: cells.seed_difference(found[ROBUST][q], found[FRAGILE][q])
           for q in found[ROBUST]}
-
-
-def _significance(d: Mapping) -> str:
-  if d["significant"] is None:
-    n = d["num_seeds"]
-    return f"not testable with {n} seed" + ("" if n == 1 else "s")
-  return (("significant" if d["significant"] else "not significant")
-          + f" at {statistics.confidence_label(d['confidence'])}")
 
 
 def _figure(d: Mapping) -> str:
@@ -128,7 +111,7 @@ def change_sentence(first: str, found: Mapping[str, Mapping[str, Mapping]],
   others = list(next(iter(found.values())))
   parts = []
   for label, by_quality in found.items():
-    moves = [f"{_figure(d)} ({_significance(d)})"
+    moves = [f"{_figure(d)} ({cells.significance_phrase(d)})"
              for d in by_quality.values()]
     parts.append(f"{label} {' and '.join(moves)}")
   text = (f"Change of return from {first} data to "
@@ -142,7 +125,7 @@ def change_sentence(first: str, found: Mapping[str, Mapping[str, Mapping]],
     order = ("holds" if d["mean"] > 0 else "is reversed" if d["mean"] < 0
              else "is a tie")
     verdicts.append(f"with {q} data it {order} ({_figure(d)}, "
-                    f"{_significance(d)})")
+                    f"{cells.significance_phrase(d)})")
   return text + (f" The paper's claim that {ROBUST} loses less than "
                  f"{FRAGILE} ({ROBUST}'s change minus {FRAGILE}'s): "
                  + "; ".join(verdicts) + ".")
