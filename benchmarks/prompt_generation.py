@@ -16,6 +16,15 @@ timed for each combination of ``mode`` (``dm_only``, ``sum``,
 through the whole reverse chain; ``one_step``), with the default batches (64
 windows for L_DM, 16 generated prompts and PLM segments for L_DT).
 
+Where a guided step's time goes (``--parts``). The parts of a ``sum`` step
+through the chain are timed apart, each as one ``lax.scan`` over the steps
+with the parameters held fixed: L_DM with its gradient; L_DT alone and with
+its gradient; the reverse chain alone (the 16 prompts generated) and with its
+gradient in the denoiser's parameters (a cotangent of ones); the PLM's
+action loss with its gradient in the generated prompt (the PLM's forward and
+backward, without the chain). The rest of a step (the optimiser, the
+gradients' norms and cosine) is the step's time minus L_DM's and L_DT's.
+
 Shapes: prompts of K* = 5 steps with D = ds + da + 1 = 17 + 6 + 1 features
 (cheetah-vel), the default denoiser (MLP 3 x 256, ~0.2M parameters),
 randomly initialised; the frozen PLM is a randomly initialised Prompt-DT of
@@ -23,7 +32,9 @@ the ``cpu`` pre-training preset's shape (embed 64, 2 layers, MLP 256, K =
 10); the few-shot data are 5 synthetic trajectories of 200 steps. Compile
 time (trace, lower, compile) is reported apart; run times are the fastest of
 ``--repeats`` runs (the least disturbed on a shared machine; the JSON also
-has the median), each run long enough to be timed reliably.
+has the median), each run long enough to be timed reliably. The machine's
+float32 matmul rate (2048 x 2048 in XLA) is measured first and written with
+the results, so that runs on different machines can be compared.
 
   PYTHONPATH=. python benchmarks/prompt_generation.py
   PYTHONPATH=. python benchmarks/prompt_generation.py --batch_sizes=1,64 \
@@ -45,12 +56,14 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 from absl import app, flags
 
 from experiments.configs import pretrain as pretrain_config
 from experiments.configs import prompt_diffuser as prompt_diffuser_config
+from pdiff import diffusion
 from pdiff.evaluation.report import write_json_atomic
-from pdiff.models.policy import PretrainedPolicy
+from pdiff.models.policy import PretrainedPolicy, masked_action_mse
 from pdiff.models.prompt_dt import make_prompt_dt
 from pdiff.tuning import prompt_diffuser as pd
 from pdiff.types import Segments, Trajectories
@@ -68,6 +81,8 @@ _FINETUNE_STEPS = flags.DEFINE_integer(
     "finetune_steps", 20, "Fine-tune steps per timed call (one lax.scan).")
 _FEW_SHOT = flags.DEFINE_integer("few_shot", 5, "Few-shot trajectories.")
 _STEPS = flags.DEFINE_integer("steps", 200, "Steps per trajectory.")
+_PARTS = flags.DEFINE_boolean(
+    "parts", True, "Also time the parts of a guided step through the chain.")
 _REPEATS = flags.DEFINE_integer(
     "repeats", 5, "Timed runs per program; the fastest is reported.")
 _OUTPUT = flags.DEFINE_string(
@@ -114,6 +129,14 @@ def time_program(jitted: Callable, args_for_seed: Callable[[int], tuple],
     runs.append((time.perf_counter() - start) / calls)
   return {"compile_s": compile_s, "run_s": min(runs),
           "median_s": statistics.median(runs), "calls_per_run": calls}
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+  """The machine's float32 matmul rate in XLA (fastest of ``repeats``), to
+  compare figures measured on different machines."""
+  a = jnp.ones((size, size), jnp.float32)
+  t = time_program(jax.jit(lambda a: a @ a), lambda s: (a,), repeats)
+  return 2 * size**3 / t["run_s"] / 1e9
 
 
 def synthetic_trajectories(key: jax.Array, num: int, steps: int, ds: int,
@@ -243,6 +266,86 @@ def measure_finetune(model: pd.PromptDiffuser, params,
   return record
 
 
+def measure_guided_parts(model: pd.PromptDiffuser, params,
+                         plm: PretrainedPolicy, few_shot: Trajectories,
+                         config, repeats: int) -> list[dict]:
+  """Times the parts of a guided fine-tuning step through the chain.
+
+  Each part is a function ``part(params, key) -> scalar`` run for
+  ``config.finetune_steps`` keys in one ``lax.scan`` with the parameters
+  fixed; the per-step scalar (a loss, or a loss plus a gradient's norm) keeps
+  every computation alive.
+  """
+  c = config.copy_and_resolve_references()
+  c.mode, c.guidance_path = "sum", "chain"
+  few, _ = pd.split_few_shot(few_shot, c)
+  ds = plm.state_mean.shape[0]
+  clip = c.clip_denoised or None
+
+  def guidance_inputs(key):
+    """The windows' encoding and condition, the chain's key and segments."""
+    k_cond, k_gen, k_seg = jax.random.split(key, 3)
+    windows = plm.sample_prompts(k_cond, few, c.guidance_batch,
+                                 position=c.guidance_position)
+    x0, y = model.encode(windows)
+    segments = pd.guidance_segments(plm, few, k_seg, c.guidance_batch, c,
+                                    None)
+    return x0, y, k_gen, segments
+
+  def chain(p, key):
+    _, y, k_gen, _ = guidance_inputs(key)
+    shape = y.shape[:-1] + model.x_mean.shape
+    return jnp.sum(diffusion.ddpm_sample(model.denoise_fn(p), model.schedule,
+                                         y, k_gen, shape, clip_denoised=clip))
+
+  def plm_loss(x, y, segments):
+    prompt = model.decode(x, y, ds)
+    return masked_action_mse(plm.apply(plm.params, segments, prompt),
+                             segments.actions, segments.mask)
+
+  def with_grad(loss_fn):
+    def part(*args):
+      loss, grads = jax.value_and_grad(loss_fn)(*args)
+      return loss + optax.global_norm(grads)
+    return part
+
+  def plm_part(p, key):
+    del p
+    x0, y, _, segments = guidance_inputs(key)
+    return with_grad(plm_loss)(x0, y, segments)
+
+  dm_loss = lambda p, k: pd._dm_loss(model, plm, p, few, k, c.finetune_batch,  # noqa: E731, SLF001
+                                     c.train_position)
+  dt_loss = lambda p, k: pd._dt_loss(model, plm, p, few, k, c)  # noqa: E731, SLF001
+  parts = {
+      "dm_loss_and_grad": with_grad(dm_loss),
+      "dt_loss": dt_loss,
+      "dt_loss_and_grad": with_grad(dt_loss),
+      "chain": chain,
+      "chain_and_grad": with_grad(chain),
+      "plm_loss_and_grad": plm_part,
+  }
+  steps = c.finetune_steps
+  records = []
+  for name, part in parts.items():
+    @jax.jit
+    def program(p, key, part=part):
+      return jax.lax.scan(lambda _, k: (None, part(p, k)), None,
+                          jax.random.split(key, steps))[1]
+    t = time_program(program, lambda s: (params, jax.random.key(s)), repeats,
+                     min_time_s=0.5)
+    record = {
+        "part": name, "steps": steps,
+        "compile_s": round(t["compile_s"], 2),
+        "ms_per_step": float(f"{1e3 * t['run_s'] / steps:.4g}"),
+        "ms_per_step_median": float(f"{1e3 * t['median_s'] / steps:.4g}"),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(record), flush=True)
+    records.append(record)
+  return records
+
+
 def main(argv):
   del argv
   if _REPEATS.value < 1 or _FINETUNE_STEPS.value < 1:
@@ -250,6 +353,7 @@ def main(argv):
   batches = [int(b) for b in _BATCH_SIZES.value]
   variants = [parse_variant(v) for v in _FINETUNE_MODES.value]
   load_before = os.getloadavg()
+  gflops = matmul_gflops()
   ds, da = _STATE_DIM.value, _ACTION_DIM.value
   k_plm, k_train, k_few, k_init = jax.random.split(jax.random.key(0), 4)
   plm = random_plm(k_plm, ds, da)
@@ -268,6 +372,8 @@ def main(argv):
   finetune = [measure_finetune(model, params, plm, few_shot, config, mode,
                                path, _REPEATS.value)
               for mode, path in variants]
+  parts = (measure_guided_parts(model, params, plm, few_shot, config,
+                                _REPEATS.value) if _PARTS.value else [])
 
   print(f"\nprompt generation (K*={plm.prompt_len}, D={ds + da + 1}, "
         f"denoiser {num_params} params)")
@@ -287,6 +393,10 @@ def main(argv):
     print(f"{r['mode']:<11} {r['guidance_path'] or '-':<9} "
           f"{r['ms_per_step']:>9.2f} {r['steps_per_s']:>8.1f} "
           f"{r['compile_s']:>9.1f}")
+  if parts:
+    print("\nparts of a guided step through the chain (fixed parameters)")
+    for r in parts:
+      print(f"{r['part']:<20} {r['ms_per_step']:>9.2f} ms/step")
 
   result = {
       "machine": {
@@ -295,6 +405,7 @@ def main(argv):
           "cpu_count": os.cpu_count(),
           "jax_version": jax.__version__,
           "devices": [str(d) for d in jax.devices()],
+          "matmul_gflops_per_s": round(gflops),
           "load_average_before": [round(x, 2) for x in load_before],
           "load_average_after": [round(x, 2) for x in os.getloadavg()],
       },
@@ -313,6 +424,7 @@ def main(argv):
       "repeats": _REPEATS.value,
       "sampling": sampling,
       "finetune": finetune,
+      "guided_step_parts": parts,
   }
   write_json_atomic(_OUTPUT.value, result)
   print(f"Wrote {_OUTPUT.value}")

@@ -206,8 +206,11 @@ def render_prompt_generation(sources: Sources) -> str:
   lines = [
       f"From `{_rel(sources, path)}`: fastest of {data.get('repeats', '?')} "
       f"runs, jax {machine.get('jax_version', '?')} on a "
-      f"{machine.get('cpu_count', '?')}-core CPU (load average "
-      f"{_load_average(sampling + finetune)} during the runs). Shape: "
+      f"{machine.get('cpu_count', '?')}-core CPU ("
+      + (f"float32 matmul {machine['matmul_gflops_per_s']} GFLOP/s; "
+         if machine.get("matmul_gflops_per_s") else "")
+      + f"load average {_load_average(sampling + finetune)} during the "
+      "runs). Shape: "
       f"K* = {shape['prompt_len']}, D = {shape['state_dim']} + "
       f"{shape['action_dim']} + 1 = {shape['transition_dim']}, denoiser MLP "
       + " x ".join(str(h) for h in shape["hidden_sizes"])
@@ -274,7 +277,54 @@ def render_prompt_generation(sources: Sources) -> str:
         "one task "
         f"takes about {pd.finetune_steps} x {_ms(mine['ms_per_step'])} ms = "
         f"{pd.finetune_steps * mine['ms_per_step'] / 1000:.1f} s.")
+  parts = data.get("guided_step_parts")
+  if parts:
+    lines += ["", *_guided_parts_lines(parts, ft.get(("sum", "chain")))]
   return "\n".join(lines)
+
+
+# The parts of a guided step that prompt_generation.py --parts times.
+_GUIDED_PARTS = {
+    "dm_loss_and_grad": "L_DM and its gradient",
+    "dt_loss": "L_DT alone (the reverse chain and the PLM, forward)",
+    "dt_loss_and_grad": "L_DT and its gradient",
+    "chain": "the reverse chain alone (generating the prompts)",
+    "chain_and_grad": "the reverse chain and its gradient",
+    "plm_loss_and_grad": "the PLM's loss and its gradient in the prompt",
+}
+
+
+def _guided_parts_lines(parts: list[dict], step: dict | None) -> list[str]:
+  """Where a guided step's time goes, from the parts timed apart."""
+  by_name = {r["part"]: r["ms_per_step"] for r in parts}
+  total = step["ms_per_step"] if step else None
+  rows = [[_GUIDED_PARTS.get(r["part"], r["part"]), _ms(r["ms_per_step"]),
+           "-" if total is None else f"{100 * r['ms_per_step'] / total:.0f}%"]
+          for r in parts]
+  lines = [
+      "Where a guided step goes: its parts timed apart, each in one "
+      "`lax.scan` of " + _span((r["steps"] for r in parts), str)
+      + " steps with the parameters held fixed (load average "
+      + _load_average(parts) + "); the share is of a `sum` step through the "
+      "chain" + (f" ({_ms(total)} ms, above)" if total else "") + ":", "",
+      _table(["part", "ms per step", "share of a step"], rows,
+             ["l", "r", "r"]), ""]
+  need = ("dt_loss_and_grad", "chain", "chain_and_grad", "plm_loss_and_grad")
+  if all(k in by_name for k in need):
+    dt, chain = by_name["dt_loss_and_grad"], by_name["chain"]
+    chain_grad, plm = by_name["chain_and_grad"], by_name["plm_loss_and_grad"]
+    shares = {"the reverse chain's backward": chain_grad - chain,
+              "the reverse chain's forward": chain,
+              "the PLM's forward and backward": plm}
+    largest = max(shares, key=shares.get)
+    lines.append(
+        f"* L_DT's gradient ({_ms(dt)} ms) is the reverse chain's forward "
+        f"and backward ({_ms(chain_grad)} ms, of which the forward "
+        f"{_ms(chain)} ms) and the PLM's forward and backward "
+        f"({_ms(plm)} ms). The largest part is {largest} "
+        f"({_ms(shares[largest])} ms); the chain's backward costs "
+        f"{_ratio((chain_grad - chain) / chain)} its forward.")
+  return lines
 
 
 def render_sampler_throughput(sources: Sources) -> str:

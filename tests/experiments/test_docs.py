@@ -368,3 +368,26 @@ def test_results_from_another_shipped_plm_are_marked_stale(tmp_path,
   # A run that pre-trained its own PLM is never called stale here.
   results["config"]["pretrained"] = ""
   assert runs.stale_plm_sentence(sources, results) is None
+
+
+def test_guided_step_parts_name_the_largest_part():
+  from experiments.doc_blocks import benchmarks
+
+  parts = [{"part": name, "ms_per_step": ms, "steps": 20,
+            "load_average_1min": 1.0}
+           for name, ms in [("dm_loss_and_grad", 1.0), ("dt_loss", 6.0),
+                            ("dt_loss_and_grad", 30.0), ("chain", 5.0),
+                            ("chain_and_grad", 25.0),
+                            ("plm_loss_and_grad", 4.0)]]
+  text = "\n".join(benchmarks._guided_parts_lines(parts,
+                                                  {"ms_per_step": 40.0}))
+  # Shares of the 40 ms step, one row per part.
+  assert "| L_DT and its gradient | 30.0 | 75% |" in text
+  assert "| the reverse chain and its gradient | 25.0 | 62% |" in text
+  # The chain's backward is 25 - 5 = 20 ms, 4x its forward, above the PLM.
+  assert "The largest part is the reverse chain's backward (20.0 ms)" in text
+  assert "the chain's backward costs 4.0x its forward" in text
+  parts[5]["ms_per_step"] = 22.0
+  text = "\n".join(benchmarks._guided_parts_lines(parts, None))
+  assert "The largest part is the PLM's forward and backward (22.0 ms)" in text
+  assert "| - |" in text  # no step to take shares of
