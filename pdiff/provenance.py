@@ -82,10 +82,37 @@ def load_average() -> float | None:
     return None
 
 
+# Side of the square float32 matmul whose rate stands for the machine's speed.
+MATMUL_SIZE = 1024
+
+
+def matmul_rate(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+  """GFLOP/s of a ``size x size`` float32 matmul in XLA on the default
+  device, the fastest of ``repeats`` after a warm-up (well under a second
+  on a CPU): how fast the machine was, which wall times scale with. Machines
+  of one name differ, and a busy machine is slower."""
+  import time
+
+  import jax
+  import jax.numpy as jnp
+
+  a = jnp.ones((size, size), jnp.float32)
+  product = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(product(a))
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(product(a))
+    best = min(best, time.perf_counter() - start)
+  return round(2 * size**3 / max(best, 1e-9) / 1e9, 1)
+
+
 def provenance() -> dict:
-  """``{"versions", "commit", "machine", "load_average_1min"}`` for a
-  results file (the load when it is written)."""
+  """``{"versions", "commit", "machine", "load_average_1min",
+  "matmul_gflops_per_s"}`` for a results file (the load and the matmul rate
+  when it is written)."""
   info = machine()
   return dict(versions=package_versions(), commit=git_commit(),
               machine=machine_summary(info), machine_details=info,
-              load_average_1min=load_average())
+              load_average_1min=load_average(),
+              matmul_gflops_per_s=matmul_rate())

@@ -5,7 +5,7 @@ docs/paper.md)."""
 from __future__ import annotations
 
 from experiments.doc_blocks.common import Sources, _load_json, _rel, _seconds
-from experiments.doc_blocks.runs import stale_plm_sentence
+from experiments.doc_blocks.runs import machine_state, stale_plm_sentence
 
 PAPER_DIR = "results/paper"
 
@@ -25,6 +25,9 @@ def _family_line(sources: Sources, report: dict, family: str) -> str:
                  "seeds, each run's time as first computed")
   parts.append("runs found in its work directory are reused, not timed "
                "again")
+  when = machine_state(s.get("provenance") or {})
+  if when:
+    parts.append(f"{when} when written")
   line = (f"`{family}`: written at commit `{commit[:12]}`{dirty}, in "
           f"{total} ({'; '.join(parts)})")
   run_config = (report.get("config") or {}).get("runs", {}).get(family, {})

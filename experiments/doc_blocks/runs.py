@@ -59,10 +59,22 @@ def timing_sentence(results: dict) -> str:
   prov = results.get("provenance") or {}
   if prov.get("machine"):
     text += f"; machine: {prov['machine']}"
-  if prov.get("load_average_1min") is not None:
-    text += (f", 1-minute load average {prov['load_average_1min']:.1f} when "
-             "the results were written")
+  when = machine_state(prov)
+  if when:
+    text += f", {when} when the results were written"
   return text + "."
+
+
+def machine_state(prov: dict) -> str:
+  """How busy and how fast the machine was, from a provenance record:
+  ``"1-minute load average 0.9, float32 matmul 117 GFLOP/s"`` (what was
+  recorded; ``""`` when neither was)."""
+  parts = []
+  if prov.get("load_average_1min") is not None:
+    parts.append(f"1-minute load average {prov['load_average_1min']:.1f}")
+  if prov.get("matmul_gflops_per_s"):
+    parts.append(f"float32 matmul {prov['matmul_gflops_per_s']:.0f} GFLOP/s")
+  return ", ".join(parts)
 
 
 def render_default_run(sources: Sources) -> str:
@@ -160,6 +172,8 @@ def _run_label(results: dict) -> str:
 def render_compute_budget(sources: Sources) -> str:
   """Wall time of every committed run and how it splits, and each method's
   cost per seed on the all-methods run (docs/paper.md)."""
+  from pdiff.provenance import MATMUL_SIZE
+
   paths = sorted(sources.path("results").glob("*/results.json"))
   rows = []
   for path in paths:
@@ -168,23 +182,28 @@ def render_compute_budget(sources: Sources) -> str:
     methods = (r.get("methods") or {}).values()
     tune = sum(sum(m.get("tune_seconds") or ()) for m in methods)
     evals = sum(sum(m.get("eval_seconds") or ()) for m in methods)
-    load = (r.get("provenance") or {}).get("load_average_1min")
+    prov = r.get("provenance") or {}
+    load, rate = prov.get("load_average_1min"), prov.get("matmul_gflops_per_s")
     rows.append([
         f"`{_rel(sources, path.parent)}`", _run_label(r),
         _seconds(stages.get("datasets", 0) + stages.get("pretrain", 0)),
         _seconds(stages.get("prepare", 0)), _seconds(tune), _seconds(evals),
         _seconds(r["wall_seconds"]) if "wall_seconds" in r else "-",
-        f"{load:.1f}" if load is not None else "-"])
+        f"{load:.1f}" if load is not None else "-",
+        f"{rate:.0f}" if rate else "-"])
   table = _table(
       ["run", "size", "datasets and PLM", "methods' preparation",
        "tuning (sum of rows)", "evaluation (sum of rows)", "wall",
-       "load average"], rows, ["l", "l"] + ["r"] * 6)
+       "load average", "matmul GFLOP/s"], rows, ["l", "l"] + ["r"] * 7)
   lines = [
       "Measured on a 2-core CPU from the shipped PLMs and behaviour "
       "policies, from the committed `results/*/results.json` (load average: "
       "1-minute, when the results were written, where recorded; the "
       "machine was often shared, so these are upper bounds for an idle "
-      "one). Tuning and evaluation are summed over each run's method x "
+      f"one; matmul: the float32 rate of a {MATMUL_SIZE} x {MATMUL_SIZE} "
+      "matmul measured at the "
+      "same moment, where recorded, since machines of one name differ in "
+      "speed). Tuning and evaluation are summed over each run's method x "
       "seed rows as they were computed; a row reused from an earlier run in "
       "the same work directory keeps its own time and is not in the run's "
       "wall time.", "", table]

@@ -337,6 +337,18 @@ def test_timing_sentence_gives_the_load_when_recorded():
                        "3.5 when the results were written.")
   del results["provenance"]["load_average_1min"]
   assert "load average" not in runs.timing_sentence(results)
+  results["provenance"]["matmul_gflops_per_s"] = 116.6
+  assert runs.timing_sentence(results).endswith(
+      "machine: 2-core Example CPU, float32 matmul 117 GFLOP/s when the "
+      "results were written.")
+
+
+def test_machine_state_gives_what_was_recorded():
+  assert runs.machine_state({}) == ""
+  assert runs.machine_state({"load_average_1min": None}) == ""
+  assert runs.machine_state({"load_average_1min": 0.94,
+                             "matmul_gflops_per_s": 82.4}) == (
+      "1-minute load average 0.9, float32 matmul 82 GFLOP/s")
 
 
 def test_results_from_another_shipped_plm_are_marked_stale(tmp_path,

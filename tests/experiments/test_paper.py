@@ -145,6 +145,8 @@ def test_committed_experiments_render_in_the_docs(workdir, ablation,
   assert "From `results/paper/ablation.json` (tiny preset; `point_robot`)" in text
   assert f"* `point_robot`: written at commit `{commit}`" in text
   assert s["tune_seconds"] > 0 and s["eval_seconds"] > 0
+  rate = s["provenance"]["matmul_gflops_per_s"]
+  assert rate > 0 and f"float32 matmul {rate:.0f} GFLOP/s when written" in text
   assert (f"tuning {_seconds(s['tune_seconds'])} and evaluation "
           f"{_seconds(s['eval_seconds'])} summed over its rows and seeds"
           in text)

@@ -128,6 +128,7 @@ def test_outputs(first_run):
   assert prov["versions"]["jax"] == jax.__version__
   assert prov["commit"] and prov["machine"]
   assert prov["load_average_1min"] is None or prov["load_average_1min"] >= 0
+  assert prov["matmul_gflops_per_s"] > 0
   assert set(saved["stage_seconds"]) == {"datasets", "pretrain", "prepare",
                                          "tune_and_evaluate"}
   md = open(os.path.join(workdir, "results", "results.md")).read()
