@@ -242,6 +242,7 @@ def render_headroom(sources: Sources) -> str:
   from experiments.doc_blocks.runs import stale_plm_sentence
 
   rows, stale = [], []
+  same_runs = {}  # the two rows' run fingerprints -> that table row
   for path in sorted(sources.path("results").glob("*/results.json")):
     results = _load_json(path)
     methods = results.get("methods") or {}
@@ -254,13 +255,19 @@ def render_headroom(sources: Sources) -> str:
     _, returns = _returns(sources, family)
     data = _mean(returns["expert"][str(t)] for t in results["test_tasks"])
     few, upper = methods["prompt_dt"], methods["upper_bound"]
-    rows.append([f"`{family}`", f"`{_rel(sources, path)}`",
+    runs = (tuple(few.get("run_fingerprints") or (str(path),)),
+            tuple(upper.get("run_fingerprints") or (str(path),)))
+    if runs in same_runs:  # the same runs, committed in two places
+      same_runs[runs][1] += f", `{_rel(sources, path)}`"
+      continue
+    same_runs[runs] = row = [f"`{family}`", f"`{_rel(sources, path)}`",
                  str(few["num_seeds"]),
                  f"{few['mean']:.1f} [{few['ci_low']:.1f}, "
                  f"{few['ci_high']:.1f}]",
                  f"{upper['mean']:.1f} [{upper['ci_low']:.1f}, "
                  f"{upper['ci_high']:.1f}]",
-                 f"{data:.1f}", f"{upper['mean'] - few['mean']:+.1f}"])
+                 f"{data:.1f}", f"{upper['mean'] - few['mean']:+.1f}"]
+    rows.append(row)
   if not rows and not stale:
     raise MissingInputError(
         f"{_rel(sources, sources.path('results'))}/*/results.json with "
@@ -276,7 +283,8 @@ def render_headroom(sources: Sources) -> str:
       "Test-task return (mean over seeds [95% CI]) of the plain few-shot "
       "prompt and of the full-data upper bound (the PLM fine-tuned on the "
       "test task's whole dataset), beside the mean return of the test "
-      "tasks' expert data, from every committed run that has both rows:\n\n"
+      "tasks' expert data, from every committed run that has both rows "
+      "(runs that share both rows' computations on one line):\n\n"
       + _table(["family", "run", "seeds", "few-shot prompt",
                 "full-data upper bound", "expert data", "room"], rows,
                ["l", "l", "r", "r", "r", "r", "r"]) + left_out)

@@ -403,3 +403,29 @@ def test_guided_step_parts_name_the_largest_part():
   text = "\n".join(benchmarks._guided_parts_lines(parts, None))
   assert "The largest part is the PLM's forward and backward (22.0 ms)" in text
   assert "| - |" in text  # no step to take shares of
+
+
+def test_headroom_puts_runs_of_the_same_computations_on_one_line(tmp_path):
+  from experiments.doc_blocks import families
+  from experiments.doc_blocks.common import Sources
+
+  returns = "pdiff/assets/behavior/cheetah_vel/dataset_returns.json"
+  (tmp_path / returns).parent.mkdir(parents=True)
+  shutil.copy(REPO / returns, tmp_path / returns)
+  results = synthetic_results()
+  results["methods"]["upper_bound"] = dict(
+      results["methods"]["prompt_diffuser[projection]"])
+  for i, label in enumerate(("prompt_dt", "upper_bound")):
+    results["methods"][label]["run_fingerprints"] = [f"{i}{s}" for s in "abc"]
+  for name in ("all", "headroom", "other"):
+    if name == "other":  # another computation of the upper bound
+      results["methods"]["upper_bound"]["run_fingerprints"] = ["x", "y", "z"]
+    path = tmp_path / "results" / name / "results.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(results))
+  text = families.render_headroom(Sources(root=tmp_path))
+  lines = [line for line in text.splitlines() if line.startswith("| `")]
+  assert len(lines) == 2
+  assert lines[0].startswith("| `cheetah_vel` | `results/all/results.json`, "
+                             "`results/headroom/results.json` | 3 |")
+  assert lines[1].startswith("| `cheetah_vel` | `results/other/results.json` |")
