@@ -43,6 +43,55 @@ def git_commit(path: str | None = None) -> str:
   return commit + ("+dirty" if dirty else "") if commit else "unknown"
 
 
+# Changes of the code after which results written by earlier code no longer
+# reproduce, although their fingerprints are unchanged (the maths is the
+# same, the last bits are not): (commit, what changed). A change that alters
+# a stage's results should rather bump that stage's version (pdiff.stages);
+# this list names those that did not, so that results can be checked.
+RESULT_CHANGES = (
+    ("24c99e97e9694f3dcd4a25bb5a6365a49b1b9218",
+     "evaluation encodes each prompt's keys and values once: the PLM's "
+     "actions change in the last bits, and a rollout that amplifies them, as "
+     "Meta-World reach's do, returns other figures"),
+)
+
+
+def changes_after(commit: str, path: str | None = None,
+                  changes=None) -> list[tuple[str, str]] | None:
+  """The ``changes`` that code at ``commit`` (a results file's, ``+dirty``
+  allowed) predates: those not in its history.
+
+  Args:
+    commit: the results' commit.
+    path: a directory of the checkout whose history is read (pdiff's by
+      default).
+    changes: ``(commit, what changed)`` pairs; :data:`RESULT_CHANGES` by
+      default.
+
+  Returns:
+    The pairs whose commit is not an ancestor of ``commit``, or None when
+    git cannot tell (no git, no history, an unknown commit).
+  """
+  path = path or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  changes = RESULT_CHANGES if changes is None else changes
+  commit = commit.removesuffix("+dirty")
+  if not commit or commit == "unknown":
+    return None
+  missing = []
+  for change, what in changes:
+    try:
+      rc = subprocess.run(["git", "merge-base", "--is-ancestor", change,
+                           commit], cwd=path, capture_output=True,
+                          timeout=10).returncode
+    except (OSError, subprocess.SubprocessError):
+      return None
+    if rc not in (0, 1):  # an unknown commit, or no repository
+      return None
+    if rc == 1:
+      missing.append((change, what))
+  return missing
+
+
 def cpu_model() -> str:
   """The CPU's model name (Linux), else ``platform.processor()``."""
   try:

@@ -8,7 +8,8 @@ was computed from in a small JSON *stage record*::
    "version": N, "status": "started" | "complete"}
 
 The fingerprint is the SHA-256 of the canonical JSON of the stage's name, its
-``version`` (bumped by maintainers when a stage's maths change), the config
+``version`` (bumped by maintainers when a stage's results change, even in the
+last bits; see ``pdiff.provenance.RESULT_CHANGES``), the config
 subtree it depends on and the fingerprints of its inputs (dataset manifests,
 PLM, stage-1 model). Two runs with the same fingerprint compute the same
 output; a rerun whose fingerprint differs from the record

@@ -239,7 +239,7 @@ def _return_curves(sources: Sources, directory) -> str:
 def render_headroom(sources: Sources) -> str:
   """Few-shot prompt, full-data upper bound and expert data on each
   family's test tasks: the room prompt tuning has (docs/tuning.md)."""
-  from experiments.doc_blocks.runs import stale_plm_sentence
+  from experiments.doc_blocks.runs import stale_sentence
 
   rows, stale = [], []
   same_runs = {}  # the two rows' run fingerprints -> that table row
@@ -248,7 +248,7 @@ def render_headroom(sources: Sources) -> str:
     methods = results.get("methods") or {}
     if "prompt_dt" not in methods or "upper_bound" not in methods:
       continue
-    if stale_plm_sentence(sources, results):
+    if stale_sentence(sources, results):
       stale.append(f"`{_rel(sources, path)}`")
       continue
     family = results["family"]
@@ -273,8 +273,8 @@ def render_headroom(sources: Sources) -> str:
         f"{_rel(sources, sources.path('results'))}/*/results.json with "
         "prompt_dt and upper_bound rows")
   left_out = ("" if not stale else
-              "\n\nLeft out, computed from an earlier version of the shipped "
-              "PLM and its data: " + ", ".join(stale) + ".")
+              "\n\nLeft out as stale (an earlier shipped PLM or earlier "
+              "code; their sections say which): " + ", ".join(stale) + ".")
   if not rows:
     return ("No committed run with the plain few-shot prompt and the "
             "full-data upper bound is computed from the shipped PLMs."

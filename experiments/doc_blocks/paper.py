@@ -5,7 +5,7 @@ docs/paper.md)."""
 from __future__ import annotations
 
 from experiments.doc_blocks.common import Sources, _load_json, _rel, _seconds
-from experiments.doc_blocks.runs import machine_state, stale_plm_sentence
+from experiments.doc_blocks.runs import machine_state, stale_sentence
 
 PAPER_DIR = "results/paper"
 
@@ -31,8 +31,9 @@ def _family_line(sources: Sources, report: dict, family: str) -> str:
   line = (f"`{family}`: written at commit `{commit[:12]}`{dirty}, in "
           f"{total} ({'; '.join(parts)})")
   run_config = (report.get("config") or {}).get("runs", {}).get(family, {})
-  stale = stale_plm_sentence(
-      sources, {"config": run_config, "inputs": s.get("inputs") or {}})
+  stale = stale_sentence(
+      sources, {"config": run_config, "inputs": s.get("inputs") or {},
+                "provenance": s.get("provenance") or {}})
   return line + ("." if not stale else f". {stale}")
 
 

@@ -118,6 +118,29 @@ def stale_plm_sentence(sources: Sources, results: dict) -> str | None:
           "the datasets of that time; run the config again to replace them.")
 
 
+def stale_code_sentence(sources: Sources, results: dict) -> str | None:
+  """A warning when ``results`` were written by code that predates a change
+  of :data:`pdiff.provenance.RESULT_CHANGES` (None when they do not, or
+  when the history cannot tell)."""
+  from pdiff import provenance
+
+  commit = str((results.get("provenance") or {}).get("commit") or "")
+  missing = provenance.changes_after(commit, path=str(sources.root))
+  if not missing:
+    return None
+  changes = "; ".join(f"`{change[:7]}` ({what})" for change, what in missing)
+  return (f"**Stale:** these results were written at commit "
+          f"`{commit[:12]}`, before {changes}. The current code does not "
+          "reproduce their figures; run the config again to replace them.")
+
+
+def stale_sentence(sources: Sources, results: dict) -> str | None:
+  """Why ``results`` are stale (an earlier shipped PLM, or earlier code),
+  or None."""
+  return (stale_plm_sentence(sources, results)
+          or stale_code_sentence(sources, results))
+
+
 def _render_run(sources: Sources, path, *, timing: bool) -> str:
   from pdiff.evaluation import report
 
@@ -133,7 +156,7 @@ def _render_run(sources: Sources, path, *, timing: bool) -> str:
     setup.append(f"PLM: the shipped checkpoint `{config['pretrained']}`")
   text = f"From `{_rel(sources, path)}`"
   text += (": " + "; ".join(setup) + ".") if setup else "."
-  stale = stale_plm_sentence(sources, results)
+  stale = stale_sentence(sources, results)
   if stale:
     text += "\n\n" + stale
   text += "\n\n" + report.results_table_markdown(results).strip()
@@ -282,7 +305,7 @@ def _report_section(sources: Sources, path, findings_of, markdown) -> str:
           f"`{commit[:12]}`"
           + (" with uncommitted changes" if commit.endswith("+dirty") else "")
           + ".")
-  stale = stale_plm_sentence(sources, report)
+  stale = stale_sentence(sources, report)
   findings = "\n".join(f"* {x}" for x in findings_of(report))
   body = markdown(report).replace("\n## ", "\n### ")
   if body.startswith("## "):
