@@ -15,7 +15,10 @@ environments and imports, about 250 MB). Each worker gets at least
 ``MIN_EPISODES_PER_WORKER`` episodes; a batch too small for two workers,
 or ``PDIFF_HOST_WORKERS=1``, steps in this process without starting any.
 Workers are started (with ``spawn``: the parent runs JAX's threads, so it
-never forks) on first use and stopped at exit or by ``close``.
+never forks) on first use and stopped at exit or by ``close``. Calls from
+several threads (a pipeline runs seeds and rows in threads, and an online
+method's episodes may meet another unit's evaluation) step one batch at a
+time, in this process as in the workers: the host environments are shared.
 """
 
 from __future__ import annotations
@@ -166,7 +169,10 @@ class HostPool:
     index = np.asarray(index)
     workers = workers_for(index.size)
     if workers <= 1:
-      return self._make_ops()[op](index, *args)
+      # The process's host environments are shared by its threads (a
+      # pipeline runs units in threads): one batch steps at a time.
+      with self._lock:
+        return self._make_ops()[op](index, *args)
     return self._run_in_workers(workers, op, index, args)
 
   def _run_in_workers(self, workers: int, op: str, index: np.ndarray,

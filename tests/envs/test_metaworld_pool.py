@@ -8,6 +8,8 @@ reason, without it; the variable's parsing is tested either way.
 import dataclasses
 import os
 import signal
+import threading
+import time
 
 import jax
 import numpy as np
@@ -66,6 +68,30 @@ def test_a_bad_variable_is_refused(monkeypatch, value):
       rf"PDIFF_HOST_WORKERS='{value}': expected a positive integer .* or "
       r"'auto'")):
     host_pool.workers_for(10)
+
+
+def test_in_process_batches_of_two_threads_step_one_at_a_time(monkeypatch):
+  monkeypatch.setenv("PDIFF_HOST_WORKERS", "1")
+  spans, lock = [], threading.Lock()
+
+  def op(index):
+    start = time.perf_counter()
+    time.sleep(0.05)  # long enough for the other thread to come in
+    with lock:
+      spans.append((start, time.perf_counter()))
+    return (np.asarray(index),)
+
+  pool = host_pool.HostPool("test", lambda: {"op": op})
+  threads = [threading.Thread(target=pool.run, args=("op", np.arange(2)))
+             for _ in range(4)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  spans.sort()
+  assert len(spans) == 4 and pool.num_started == 0
+  assert all(a[1] <= b[0]  # no overlap
+             for a, b in zip(spans, spans[1:], strict=False))
 
 
 @needs_metaworld
