@@ -166,7 +166,7 @@ def random_plm(key: jax.Array, ds: int, da: int) -> PretrainedPolicy:
         timesteps=jnp.zeros((1, steps), jnp.int32),
         mask=jnp.ones((1, steps)))
 
-  params = model.init(key, zeros(k), zeros(kp))["params"]
+  params = jax.jit(model.init)(key, zeros(k), zeros(kp))["params"]
   return PretrainedPolicy(
       model=model, params=params, state_mean=jnp.zeros((ds,)),
       state_std=jnp.ones((ds,)), return_scale=RETURN_SCALE,
@@ -266,15 +266,19 @@ def measure_finetune(model: pd.PromptDiffuser, params,
   return record
 
 
-def measure_guided_parts(model: pd.PromptDiffuser, params,
-                         plm: PretrainedPolicy, few_shot: Trajectories,
-                         config, repeats: int) -> list[dict]:
-  """Times the parts of a guided fine-tuning step through the chain.
+def guided_step_parts(model: pd.PromptDiffuser, plm: PretrainedPolicy,
+                      few_shot: Trajectories, config
+                      ) -> dict[str, Callable[..., jax.Array]]:
+  """The parts of a guided ``sum`` step through the chain, each a function
+  ``part(params, key) -> scalar`` (a loss, or a loss plus its gradient's
+  global norm, which keeps the gradient computed):
 
-  Each part is a function ``part(params, key) -> scalar`` run for
-  ``config.finetune_steps`` keys in one ``lax.scan`` with the parameters
-  fixed; the per-step scalar (a loss, or a loss plus a gradient's norm) keeps
-  every computation alive.
+  ``dm_loss_and_grad``, ``dt_loss``, ``dt_loss_and_grad`` (the library's
+  losses), ``chain`` and ``chain_and_grad`` (the reverse chain that L_DT's
+  prompts come from, summed; its gradient in the denoiser's parameters) and
+  ``plm_loss_and_grad`` (the PLM's action loss on L_DT's segments, with its
+  gradient in a prompt: the real windows' encoding stands for a generated
+  one).
   """
   c = config.copy_and_resolve_references()
   c.mode, c.guidance_path = "sum", "chain"
@@ -283,7 +287,8 @@ def measure_guided_parts(model: pd.PromptDiffuser, params,
   clip = c.clip_denoised or None
 
   def guidance_inputs(key):
-    """The windows' encoding and condition, the chain's key and segments."""
+    """The windows' encoding and condition, the chain's key and segments,
+    split from ``key`` as L_DT splits it."""
     k_cond, k_gen, k_seg = jax.random.split(key, 3)
     windows = plm.sample_prompts(k_cond, few, c.guidance_batch,
                                  position=c.guidance_position)
@@ -306,7 +311,7 @@ def measure_guided_parts(model: pd.PromptDiffuser, params,
   def with_grad(loss_fn):
     def part(*args):
       loss, grads = jax.value_and_grad(loss_fn)(*args)
-      return loss + optax.global_norm(grads)
+      return loss + optax.tree.norm(grads)
     return part
 
   def plm_part(p, key):
@@ -314,10 +319,14 @@ def measure_guided_parts(model: pd.PromptDiffuser, params,
     x0, y, _, segments = guidance_inputs(key)
     return with_grad(plm_loss)(x0, y, segments)
 
-  dm_loss = lambda p, k: pd._dm_loss(model, plm, p, few, k, c.finetune_batch,  # noqa: E731, SLF001
-                                     c.train_position)
-  dt_loss = lambda p, k: pd._dt_loss(model, plm, p, few, k, c)  # noqa: E731, SLF001
-  parts = {
+  def dm_loss(p, key):
+    return pd._dm_loss(model, plm, p, few, key, c.finetune_batch,  # noqa: SLF001
+                       c.train_position)
+
+  def dt_loss(p, key):
+    return pd._dt_loss(model, plm, p, few, key, c)  # noqa: SLF001
+
+  return {
       "dm_loss_and_grad": with_grad(dm_loss),
       "dt_loss": dt_loss,
       "dt_loss_and_grad": with_grad(dt_loss),
@@ -325,9 +334,16 @@ def measure_guided_parts(model: pd.PromptDiffuser, params,
       "chain_and_grad": with_grad(chain),
       "plm_loss_and_grad": plm_part,
   }
-  steps = c.finetune_steps
+
+
+def measure_guided_parts(model: pd.PromptDiffuser, params,
+                         plm: PretrainedPolicy, few_shot: Trajectories,
+                         config, repeats: int) -> list[dict]:
+  """Times each of :func:`guided_step_parts` for ``config.finetune_steps``
+  keys in one ``lax.scan``, the parameters fixed."""
+  steps = config.finetune_steps
   records = []
-  for name, part in parts.items():
+  for name, part in guided_step_parts(model, plm, few_shot, config).items():
     @jax.jit
     def program(p, key, part=part):
       return jax.lax.scan(lambda _, k: (None, part(p, k)), None,
