@@ -7,6 +7,7 @@ to the code and the stack that produced it.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -47,7 +48,9 @@ def git_commit(path: str | None = None) -> str:
 # reproduce, although their fingerprints are unchanged (the maths is the
 # same, the last bits are not): (commit, what changed). A change that alters
 # a stage's results should rather bump that stage's version (pdiff.stages);
-# this list names those that did not, so that results can be checked.
+# this list names those that did not, so that results can be checked. Add a
+# change with its earlier commits (`git rev-list CHANGE^`) to
+# EARLIER_COMMITS's file.
 RESULT_CHANGES = (
     ("24c99e97e9694f3dcd4a25bb5a6365a49b1b9218",
      "evaluation encodes each prompt's keys and values once: the PLM's "
@@ -56,38 +59,45 @@ RESULT_CHANGES = (
 )
 
 
-def changes_after(commit: str, path: str | None = None,
-                  changes=None) -> list[tuple[str, str]] | None:
+# For each change of RESULT_CHANGES, the commits of this repository's history
+# that precede it (``git rev-list CHANGE^``), so that results can be checked
+# without git's history (a shallow clone, an archive).
+EARLIER_COMMITS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "assets", "history", "result_changes.json")
+
+
+def changes_after(commit: str, changes=None, earlier_file: str | None = None
+                  ) -> list[tuple[str, str]] | None:
   """The ``changes`` that code at ``commit`` (a results file's, ``+dirty``
-  allowed) predates: those not in its history.
+  allowed) predates: those whose list of earlier commits holds it.
 
   Args:
     commit: the results' commit.
-    path: a directory of the checkout whose history is read (pdiff's by
-      default).
     changes: ``(commit, what changed)`` pairs; :data:`RESULT_CHANGES` by
       default.
+    earlier_file: JSON ``{change: [earlier commits]}``;
+      :data:`EARLIER_COMMITS` by default.
 
   Returns:
-    The pairs whose commit is not an ancestor of ``commit``, or None when
-    git cannot tell (no git, no history, an unknown commit).
+    The pairs that ``commit`` predates, or None for an unknown commit
+    (``"unknown"`` or empty).
+
+  Raises:
+    ValueError: a change has no list of earlier commits in the file.
   """
-  path = path or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   changes = RESULT_CHANGES if changes is None else changes
   commit = commit.removesuffix("+dirty")
   if not commit or commit == "unknown":
     return None
+  with open(earlier_file or EARLIER_COMMITS) as f:
+    earlier = json.load(f)
   missing = []
   for change, what in changes:
-    try:
-      rc = subprocess.run(["git", "merge-base", "--is-ancestor", change,
-                           commit], cwd=path, capture_output=True,
-                          timeout=10).returncode
-    except (OSError, subprocess.SubprocessError):
-      return None
-    if rc not in (0, 1):  # an unknown commit, or no repository
-      return None
-    if rc == 1:
+    if change not in earlier:
+      raise ValueError(f"{earlier_file or EARLIER_COMMITS}: no earlier "
+                       f"commits of change {change}; write them with `git "
+                       f"rev-list {change}^`.")
+    if commit in earlier[change]:
       missing.append((change, what))
   return missing
 

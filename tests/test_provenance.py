@@ -1,6 +1,8 @@
 """Tests of pdiff.provenance: the machine's speed and code changes that
 results predate."""
 
+import json
+import pathlib
 import subprocess
 
 import pytest
@@ -14,58 +16,47 @@ def test_matmul_rate_is_a_positive_rate():
   assert provenance.matmul_rate(size=64, repeats=2) > 0
 
 
-@pytest.fixture
-def history(tmp_path):
-  """A repository with commits before, at and after a change: their hashes."""
-  def git(*args):
-    return subprocess.run(["git", *args], cwd=tmp_path, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-  git("init", "-q")
-  git("config", "user.email", "maintainers@example.com")
-  git("config", "user.name", "maintainers")
-  hashes = {}
-  for name in ("before", "change", "after"):
-    (tmp_path / "file.txt").write_text(name)
-    git("add", "file.txt")
-    git("commit", "-q", "-m", name)
-    hashes[name] = git("rev-parse", "HEAD")
-  return tmp_path, hashes
-
-
-def test_changes_after_names_the_changes_a_commit_predates(history):
-  path, h = history
-  changes = ((h["change"], "what changed"),)
-  assert provenance.changes_after(h["before"], str(path), changes) == [
-      (h["change"], "what changed")]
+def test_changes_after_reads_the_earlier_commits(tmp_path):
+  earlier = tmp_path / "result_changes.json"
+  earlier.write_text(json.dumps({"c" * 40: ["a" * 40, "b" * 40]}))
+  changes = (("c" * 40, "what changed"),)
+  kwargs = dict(changes=changes, earlier_file=str(earlier))
+  assert provenance.changes_after("a" * 40, **kwargs) == [
+      ("c" * 40, "what changed")]
   # Uncommitted edits on top of an earlier commit are still before it.
-  assert provenance.changes_after(h["before"] + "+dirty", str(path),
-                                  changes) == [(h["change"], "what changed")]
-  assert provenance.changes_after(h["change"], str(path), changes) == []
-  assert provenance.changes_after(h["after"], str(path), changes) == []
+  assert provenance.changes_after("b" * 40 + "+dirty", **kwargs) == [
+      ("c" * 40, "what changed")]
+  assert provenance.changes_after("c" * 40, **kwargs) == []
+  assert provenance.changes_after("d" * 40, **kwargs) == []
+  assert provenance.changes_after("unknown", **kwargs) is None
+  with pytest.raises(ValueError, match="no earlier commits of change e+"):
+    provenance.changes_after("a" * 40, changes=(("e" * 40, "x"),),
+                             earlier_file=str(earlier))
 
 
-def test_changes_after_is_none_when_history_cannot_tell(history,
-                                                        tmp_path_factory):
-  path, h = history
-  changes = ((h["change"], "what changed"),)
-  assert provenance.changes_after("unknown", str(path), changes) is None
-  assert provenance.changes_after("0" * 40, str(path), changes) is None
-  outside = tmp_path_factory.mktemp("not_a_repository")
-  assert provenance.changes_after(h["before"], str(outside), changes) is None
+def test_the_shipped_earlier_commits_are_the_history_before_each_change():
+  """Each change's list equals ``git rev-list CHANGE^`` in this checkout."""
+  with open(provenance.EARLIER_COMMITS) as f:
+    earlier = json.load(f)
+  assert set(earlier) == {change for change, _ in provenance.RESULT_CHANGES}
+  root = pathlib.Path(provenance.__file__).resolve().parents[1]
+  for change, commits in earlier.items():
+    history = subprocess.run(["git", "rev-list", change + "^"], cwd=root,
+                             capture_output=True, text=True)
+    if history.returncode != 0:  # an archive or a shallow clone
+      pytest.skip(f"this checkout has no history of {change}: "
+                  f"{history.stderr.strip()}")
+    assert sorted(history.stdout.split()) == commits
 
 
-def test_results_written_before_a_change_are_marked_stale(history,
-                                                          monkeypatch):
-  path, h = history
-  monkeypatch.setattr(provenance, "RESULT_CHANGES",
-                      ((h["change"], "rollouts changed"),))
-  sources = Sources(root=path)
-  old = {"provenance": {"commit": h["before"]}}
-  text = runs.stale_sentence(sources, old)
-  assert text == (f"**Stale:** these results were written at commit "
-                  f"`{h['before'][:12]}`, before `{h['change'][:7]}` "
-                  "(rollouts changed). The current code does not reproduce "
-                  "their figures; run the config again to replace them.")
-  assert runs.stale_sentence(sources, {"provenance": {"commit": h["after"]}}) is None
-  assert runs.stale_sentence(sources, {}) is None
+def test_results_written_before_a_change_are_marked_stale():
+  sentence = runs.stale_sentence(
+      Sources(), {"provenance": {"commit": "3e97136f5945e0a971d412a7fa6bcba9556e56d5"}})
+  assert sentence.startswith(
+      "**Stale:** these results were written at commit `3e97136f5945`, "
+      "before `24c99e9` (evaluation encodes each prompt's keys and values")
+  assert sentence.endswith("The current code does not reproduce their "
+                           "figures; run the config again to replace them.")
+  head = provenance.RESULT_CHANGES[0][0]
+  assert runs.stale_sentence(Sources(), {"provenance": {"commit": head}}) is None
+  assert runs.stale_sentence(Sources(), {}) is None

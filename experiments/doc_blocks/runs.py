@@ -125,7 +125,7 @@ def stale_code_sentence(sources: Sources, results: dict) -> str | None:
   from pdiff import provenance
 
   commit = str((results.get("provenance") or {}).get("commit") or "")
-  missing = provenance.changes_after(commit, path=str(sources.root))
+  missing = provenance.changes_after(commit)
   if not missing:
     return None
   changes = "; ".join(f"`{change[:7]}` ({what})" for change, what in missing)
