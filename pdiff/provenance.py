@@ -168,8 +168,9 @@ def matmul_rate(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
 
 def provenance() -> dict:
   """``{"versions", "commit", "machine", "load_average_1min",
-  "matmul_gflops_per_s"}`` for a results file (the load and the matmul rate
-  when it is written)."""
+  "matmul_gflops_per_s"}`` for a results file: the load and the matmul rate
+  when it is taken, which the pipeline does when a run starts (so that the
+  record names the code that ran)."""
   info = machine()
   return dict(versions=package_versions(), commit=git_commit(),
               machine=machine_summary(info), machine_details=info,

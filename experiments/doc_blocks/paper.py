@@ -27,7 +27,7 @@ def _family_line(sources: Sources, report: dict, family: str) -> str:
                "again")
   when = machine_state(s.get("provenance") or {})
   if when:
-    parts.append(f"{when} when written")
+    parts.append(f"{when} when its run started")
   line = (f"`{family}`: written at commit `{commit[:12]}`{dirty}, in "
           f"{total} ({'; '.join(parts)})")
   run_config = (report.get("config") or {}).get("runs", {}).get(family, {})

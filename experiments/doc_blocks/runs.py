@@ -61,7 +61,7 @@ def timing_sentence(results: dict) -> str:
     text += f"; machine: {prov['machine']}"
   when = machine_state(prov)
   if when:
-    text += f", {when} when the results were written"
+    text += f", {when} when the run started"
   return text + "."
 
 
@@ -221,7 +221,7 @@ def render_compute_budget(sources: Sources) -> str:
   lines = [
       "Measured on a 2-core CPU from the shipped PLMs and behaviour "
       "policies, from the committed `results/*/results.json` (load average: "
-      "1-minute, when the results were written, where recorded; the "
+      "1-minute, when the run started, where recorded; the "
       "machine was often shared, so these are upper bounds for an idle "
       f"one; matmul: the float32 rate of a {MATMUL_SIZE} x {MATMUL_SIZE} "
       "matmul measured at the "

@@ -334,13 +334,13 @@ def test_timing_sentence_gives_the_load_when_recorded():
                                load_average_1min=3.456)
   text = runs.timing_sentence(results)
   assert text.endswith("machine: 2-core Example CPU, 1-minute load average "
-                       "3.5 when the results were written.")
+                       "3.5 when the run started.")
   del results["provenance"]["load_average_1min"]
   assert "load average" not in runs.timing_sentence(results)
   results["provenance"]["matmul_gflops_per_s"] = 116.6
   assert runs.timing_sentence(results).endswith(
-      "machine: 2-core Example CPU, float32 matmul 117 GFLOP/s when the "
-      "results were written.")
+      "machine: 2-core Example CPU, float32 matmul 117 GFLOP/s when the run "
+      "started.")
 
 
 def test_machine_state_gives_what_was_recorded():

@@ -146,7 +146,7 @@ def test_committed_experiments_render_in_the_docs(workdir, ablation,
   assert f"* `point_robot`: written at commit `{commit}`" in text
   assert s["tune_seconds"] > 0 and s["eval_seconds"] > 0
   rate = s["provenance"]["matmul_gflops_per_s"]
-  assert rate > 0 and f"float32 matmul {rate:.0f} GFLOP/s when written" in text
+  assert rate > 0 and f"float32 matmul {rate:.0f} GFLOP/s when its run started" in text
   assert (f"tuning {_seconds(s['tune_seconds'])} and evaluation "
           f"{_seconds(s['eval_seconds'])} summed over its rows and seeds"
           in text)
