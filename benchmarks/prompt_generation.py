@@ -61,7 +61,7 @@ from absl import app, flags
 
 from experiments.configs import pretrain as pretrain_config
 from experiments.configs import prompt_diffuser as prompt_diffuser_config
-from pdiff import diffusion
+from pdiff import diffusion, provenance
 from pdiff.evaluation.report import write_json_atomic
 from pdiff.models.policy import PretrainedPolicy, masked_action_mse
 from pdiff.models.prompt_dt import make_prompt_dt
@@ -91,6 +91,8 @@ _OUTPUT = flags.DEFINE_string(
                  "prompt_generation.json"),
     "Where to write the JSON results.")
 
+# Side of the float32 matmul whose rate is recorded with the results.
+MATMUL_SIZE = 2048
 # Return scale of cheetah-vel (DESIGN.md, section 2).
 RETURN_SCALE = 500.0
 
@@ -129,14 +131,6 @@ def time_program(jitted: Callable, args_for_seed: Callable[[int], tuple],
     runs.append((time.perf_counter() - start) / calls)
   return {"compile_s": compile_s, "run_s": min(runs),
           "median_s": statistics.median(runs), "calls_per_run": calls}
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-  """The machine's float32 matmul rate in XLA (fastest of ``repeats``), to
-  compare figures measured on different machines."""
-  a = jnp.ones((size, size), jnp.float32)
-  t = time_program(jax.jit(lambda a: a @ a), lambda s: (a,), repeats)
-  return 2 * size**3 / t["run_s"] / 1e9
 
 
 def synthetic_trajectories(key: jax.Array, num: int, steps: int, ds: int,
@@ -369,7 +363,7 @@ def main(argv):
   batches = [int(b) for b in _BATCH_SIZES.value]
   variants = [parse_variant(v) for v in _FINETUNE_MODES.value]
   load_before = os.getloadavg()
-  gflops = matmul_gflops()
+  gflops = provenance.matmul_rate(size=MATMUL_SIZE)
   ds, da = _STATE_DIM.value, _ACTION_DIM.value
   k_plm, k_train, k_few, k_init = jax.random.split(jax.random.key(0), 4)
   plm = random_plm(k_plm, ds, da)
