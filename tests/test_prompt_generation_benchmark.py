@@ -1,11 +1,12 @@
-"""``benchmarks/prompt_generation.py``'s parts of a guided step: the reverse
-chain part is the chain that L_DT's prompts come from."""
+"""``benchmarks/guided_step.py``, the parts of a guided step that
+``prompt_generation.py`` times: the reverse-chain part is the chain that
+L_DT's prompts come from."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import prompt_generation as pg
+from benchmarks import guided_step as pg
 from experiments.configs import prompt_diffuser as prompt_diffuser_config
 from pdiff import diffusion
 from pdiff.tuning import prompt_diffuser as pd
