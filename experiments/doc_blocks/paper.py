@@ -81,7 +81,8 @@ def render_paper_results(sources: Sources) -> str:
 
 def render_paper_summary(sources: Sources) -> str:
   """One line per committed paper experiment: its title and the families
-  (and seeds) it covers, pointing at docs/paper.md for the tables."""
+  (and seeds) it covers, with Table 1's orderings across its families,
+  pointing at docs/paper.md for the tables."""
   from pdiff.pipeline import paper
 
   root = sources.path(PAPER_DIR)
@@ -97,6 +98,9 @@ def render_paper_summary(sources: Sources) -> str:
     families = ", ".join(f"`{f}` ({n} seed{'' if n == 1 else 's'})"
                          for f, n in seeds.items())
     lines.append(f"* {title} (`{_rel(sources, path)}`): {families}.")
+    across = paper.across_families(report)
+    if across is not None:
+      lines.append(f"  {across['sentence']}")
   if not lines:
     return (f"No experiment of `experiments/paper.py` is committed under "
             f"`{PAPER_DIR}/` yet.")

@@ -10,7 +10,9 @@ through their fingerprints), then writes
   seeds, its difference to the few-shot prompt (``prompt_dt``) paired by
   seed, the normalised score ``(R - R_random) / (R_upper - R_random)`` and
   the published figure beside it; then which differences are significant
-  and whether the paper's orderings hold;
+  and whether the paper's orderings hold; with two families or more, the
+  orderings and normalised scores across them
+  (:mod:`pdiff.pipeline.paper_across`);
 * ``ablation``: per family, each of Prompt Diffuser's gradient combinations
   with its difference to ``prompt_diffuser[dm_only]``, paired by seed;
 * ``table2``: per family, every method with few-shot data (and so initial
@@ -43,7 +45,14 @@ from absl import logging
 from pdiff import atomic, envs, stages
 from pdiff.evaluation import report as report_lib
 from pdiff.evaluation import statistics
-from pdiff.pipeline import paper_cells, paper_merge, paper_table2, paper_table3, prepare
+from pdiff.pipeline import (
+  paper_across,
+  paper_cells,
+  paper_merge,
+  paper_table2,
+  paper_table3,
+  prepare,
+)
 from pdiff.pipeline.paper_cells import BASELINE, paper_row, seed_difference
 from pdiff.pipeline.paper_cells import cell as _cell
 from pdiff.pipeline.paper_cells import common as _common
@@ -331,7 +340,18 @@ def markdown(report: Mapping) -> str:
     if "ordering_sentence" in s:
       lines += ["", s["ordering_sentence"]]
     lines.append("")
+  across = across_families(report)
+  if across is not None:
+    lines += paper_across.markdown_lines(across) + [""]
   return "\n".join(lines + [report["caption"], ""])
+
+
+def across_families(report: Mapping) -> dict | None:
+  """Table 1's :func:`pdiff.pipeline.paper_across.summary` of a report with
+  two families or more, with the published averages; ``None`` otherwise."""
+  if report["experiment"] != "table1":
+    return None
+  return paper_across.summary(report, load_published()["table1"]["methods"])
 
 
 def _groups(section: Mapping) -> tuple[str | None, list]:
@@ -449,6 +469,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
     report["published_source"] = source
   base = os.path.join(workdir, "paper", config.experiment)
   report = paper_merge.keep_provenance(report, base + ".json")
+  across = across_families(report)
+  if across is not None:
+    report["across_families"] = across
   stages.write_json_atomic(base + ".json", report)
   atomic.write_bytes_atomic(base + ".md", markdown(report).encode())
   save_figure(base + ".png", report)

@@ -523,10 +523,11 @@ def test_unknown_experiment_is_named(tmp_path):
   assert not os.listdir(tmp_path)
 
 
-def hand_made_results(success_rates=None):
+def hand_made_results(success_rates=None, family="cheetah_dir", **changes):
   """Three seeds, one task: Prompt Diffuser clearly above the others,
   Prompt-Tuning DT slightly below the few-shot prompt; ``success_rates``:
-  ``{label: per-seed rate}``, as for a family with a success metric."""
+  ``{label: per-seed rate}``, as for a family with a success metric;
+  ``changes``: other per-seed returns of some rows."""
   per_seed = {
       "prompt_dt": [10.0, 12.0, 14.0],
       "prompt_tuning_dt": [9.0, 12.5, 13.0],
@@ -534,13 +535,15 @@ def hand_made_results(success_rates=None):
       "prompt_diffuser[projection]": [20.0, 23.0, 24.0],
       "upper_bound": [30.0, 30.0, 30.0],
   }
+  per_seed.update({label.replace("__", "[").replace("_end", "]"): v
+                   for label, v in changes.items()})
   summary = report.summarize_methods(
       {k: [[x] for x in v] for k, v in per_seed.items()},
       success_rates=None if success_rates is None else {
           k: [[x] for x in v] for k, v in success_rates.items()})
   for label, row in summary["methods"].items():
     row["method"] = label.split("[")[0]
-  return dict(family="cheetah_dir", test_tasks=[0], seeds=[0, 1, 2],
+  return dict(family=family, test_tasks=[0], seeds=[0, 1, 2],
               num_shots=5, few_shot_quality="expert", row_order=list(per_seed),
               **summary)
 
@@ -588,6 +591,95 @@ def test_ordering_sentence():
   assert "significant at 95%" in sentence
   assert "not significant at 95%" in sentence
   assert "normalised score" not in s["columns"]  # no random return given
+
+
+def two_family_report(random=10.0):
+  """A Table 1 report of cheetah_dir (:func:`hand_made_results`) and ant_dir,
+  where Prompt Diffuser is significantly below both baselines and
+  Prompt-Tuning DT significantly above the few-shot prompt."""
+  published = paper.load_published()["table1"]["methods"]
+  ant = hand_made_results(family="ant_dir",
+                          prompt_diffuser__projection_end=[5.0, 6.0, 7.0],
+                          prompt_tuning_dt=[12.0, 14.5, 16.0])
+  sections = {"cheetah_dir": paper.table1_section(hand_made_results(), 10.0,
+                                                  published),
+              "ant_dir": paper.table1_section(ant, random, published)}
+  return dict(experiment="table1", preset="tiny",
+              family_order=["cheetah_dir", "ant_dir"], families=sections,
+              caption="The caption.")
+
+
+def test_table1_across_families():
+  s = paper.across_families(two_family_report())
+  assert s["families"] == ["cheetah_dir", "ant_dir"]
+  pd_ptdt, pd_dt, ptdt_dt = s["orderings"]
+  assert (pd_ptdt["higher"], pd_ptdt["lower"]) == (
+      "prompt_diffuser[projection]", "prompt_tuning_dt")
+  assert pd_ptdt["by_family"]["cheetah_dir"]["same_order"] is True
+  assert pd_ptdt["by_family"]["ant_dir"]["same_order"] is False
+  assert pd_ptdt["by_family"]["ant_dir"]["difference"] == pytest.approx(
+      -24.5 / 3)
+  assert (pd_ptdt["holds"], pd_ptdt["holds_significant"], pd_ptdt["reversed"],
+          pd_ptdt["reversed_significant"], pd_ptdt["measured"]) == (
+              1, 1, 1, 1, 2)
+  assert (ptdt_dt["holds"], ptdt_dt["holds_significant"],
+          ptdt_dt["reversed"], ptdt_dt["reversed_significant"]) == (1, 1, 1, 0)
+  proj = s["methods"]["prompt_diffuser[projection]"]
+  assert proj["normalized_scores"] == {
+      "cheetah_dir": pytest.approx((67 / 3 - 10) / 20),
+      "ant_dir": pytest.approx(-0.2)}
+  assert proj["mean_normalized_score"] == pytest.approx(
+      ((67 / 3 - 10) / 20 - 0.2) / 2)
+  assert proj["significantly_above"] == ["cheetah_dir"]
+  assert proj["significantly_below"] == ["ant_dir"]
+  assert proj["published_ratio"] == pytest.approx(474.4 / 496.6)
+  assert s["methods"]["prompt_tuning_dt"]["published_ratio"] == pytest.approx(
+      450.3 / 496.6)
+  # Only the row standing for the paper's method has a published ratio.
+  assert s["methods"]["prompt_diffuser[sum]"]["published_ratio"] is None
+  assert s["methods"]["prompt_dt"]["mean_normalized_score"] == pytest.approx(
+      0.1)
+  assert s["sentence"] == (
+      "Across the 2 families, of the paper's orderings: "
+      "prompt_diffuser[projection] above prompt_tuning_dt holds on 1 of 2 "
+      "families (1 significant) and is reversed on 1 (1 significant); "
+      "prompt_diffuser[projection] above prompt_dt holds on 1 of 2 families "
+      "(1 significant) and is reversed on 1 (1 significant); "
+      "prompt_tuning_dt above prompt_dt holds on 1 of 2 families "
+      "(1 significant) and is reversed on 1 (0 significant).")
+  md = paper.markdown(two_family_report())
+  assert "### Across families" in md
+  assert ("| prompt_diffuser[projection] above prompt_tuning_dt | holds, "
+          "+10.8, significant | reversed, -8.2, significant |") in md
+  assert ("| prompt_diffuser[projection] | 0.21 | cheetah_dir | ant_dir | "
+          "0.96 |") in md
+  assert md.index("### Across families") < md.index("The caption.")
+
+
+def test_readme_summary_gives_table1_across_families(tmp_path):
+  from experiments.doc_blocks.common import Sources
+  from experiments.doc_blocks.paper import render_paper_summary
+
+  committed = tmp_path / "results" / "paper"
+  committed.mkdir(parents=True)
+  report = two_family_report()
+  (committed / "table1.json").write_text(json.dumps(report))
+  text = render_paper_summary(Sources(root=tmp_path))
+  assert ("`cheetah_dir` (3 seeds), `ant_dir` (3 seeds).\n  "
+          + paper.across_families(report)["sentence"]) in text
+
+
+def test_table1_across_families_needs_two_families_and_every_score():
+  one = two_family_report()
+  one["family_order"] = ["cheetah_dir"]
+  assert paper.across_families(one) is None
+  assert "Across families" not in paper.markdown(one)
+  no_random = paper.across_families(two_family_report(random=None))
+  assert no_random["methods"]["prompt_dt"]["mean_normalized_score"] is None
+  assert no_random["methods"]["prompt_dt"]["normalized_scores"][
+      "ant_dir"] is None
+  ablation = dict(two_family_report(), experiment="ablation")
+  assert paper.across_families(ablation) is None
 
 
 def test_success_rate_column_only_with_success_rates():
