@@ -67,6 +67,8 @@ PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
                          "published", "prompt_diffuser.json")
 UPPER_BOUND = "upper_bound"
 ABLATION_REFERENCE = "prompt_diffuser[dm_only]"
+# Families' charts per row of an experiment's figure.
+FIGURE_COLUMNS = 2
 # (higher, lower): the orderings of the paper's Table 1, in every environment.
 PAPER_ORDERINGS = (("prompt_diffuser", "prompt_tuning_dt"),
                    ("prompt_diffuser", "prompt_dt"),
@@ -363,8 +365,16 @@ def _groups(section: Mapping) -> tuple[str | None, list]:
   return None, []
 
 
+def figure_grid(num_families: int) -> tuple[int, int]:
+  """``(rows, columns)`` of an experiment's figure: the families' charts
+  left to right, at most :data:`FIGURE_COLUMNS` in a row."""
+  cols = max(1, min(num_families, FIGURE_COLUMNS))
+  return -(-num_families // cols), cols
+
+
 def save_figure(path: str, report: Mapping) -> None:
-  """One bar chart per family (mean return per row, interval bars)."""
+  """One bar chart per family (mean return per row, interval bars), at most
+  :data:`FIGURE_COLUMNS` side by side."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -374,9 +384,13 @@ def save_figure(path: str, report: Mapping) -> None:
   width = max(len(report["families"][f]["row_order"])
               * len(_groups(report["families"][f])[1] or [None])
               for f in families)
-  fig, axes = plt.subplots(1, len(families), squeeze=False,
-                           figsize=(len(families) * (1.6 + 0.9 * width), 3.8))
-  for ax, family in zip(axes[0], families, strict=True):
+  rows, cols = figure_grid(len(families))
+  fig, axes = plt.subplots(rows, cols, squeeze=False,
+                           figsize=(cols * (1.6 + 0.9 * width),
+                                    3.8 if rows == 1 else 4.8 * rows))
+  for ax in axes.flat[len(families):]:
+    ax.set_visible(False)
+  for ax, family in zip(axes.flat[:len(families)], families, strict=True):
     s = report["families"][family]
     labels = s["row_order"]
     rows = [s["rows"][label] for label in labels]

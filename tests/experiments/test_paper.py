@@ -656,6 +656,23 @@ def test_table1_across_families():
   assert md.index("### Across families") < md.index("The caption.")
 
 
+def test_figure_puts_at_most_two_families_in_a_row(tmp_path):
+  from PIL import Image
+
+  assert [paper.figure_grid(n) for n in (1, 2, 3, 4, 5)] == [
+      (1, 1), (1, 2), (2, 2), (2, 2), (3, 2)]
+  two = two_family_report()
+  three = dict(two, family_order=["cheetah_dir", "ant_dir", "ant_dir_b"],
+               families=dict(two["families"],
+                             ant_dir_b=two["families"]["ant_dir"]))
+  sizes = {}
+  for name, experiment in (("two", two), ("three", three)):
+    paper.save_figure(str(tmp_path / f"{name}.png"), experiment)
+    sizes[name] = Image.open(tmp_path / f"{name}.png").size
+  assert sizes["three"][0] == sizes["two"][0]  # two charts wide
+  assert sizes["three"][1] > 2 * sizes["two"][1]  # two rows, each taller
+
+
 def test_readme_summary_gives_table1_across_families(tmp_path):
   from experiments.doc_blocks.common import Sources
   from experiments.doc_blocks.paper import render_paper_summary
