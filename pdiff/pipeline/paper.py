@@ -384,10 +384,11 @@ def save_figure(path: str, report: Mapping) -> None:
   width = max(len(report["families"][f]["row_order"])
               * len(_groups(report["families"][f])[1] or [None])
               for f in families)
-  rows, cols = figure_grid(len(families))
-  fig, axes = plt.subplots(rows, cols, squeeze=False,
-                           figsize=(cols * (1.6 + 0.9 * width),
-                                    3.8 if rows == 1 else 4.8 * rows))
+  grid_rows, grid_cols = figure_grid(len(families))
+  fig, axes = plt.subplots(
+      grid_rows, grid_cols, squeeze=False,
+      figsize=(grid_cols * (1.6 + 0.9 * width),
+               3.8 if grid_rows == 1 else 4.8 * grid_rows))
   for ax in axes.flat[len(families):]:
     ax.set_visible(False)
   for ax, family in zip(axes.flat[:len(families)], families, strict=True):
