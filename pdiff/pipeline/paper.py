@@ -53,7 +53,12 @@ from pdiff.pipeline import (
   paper_table3,
   prepare,
 )
-from pdiff.pipeline.paper_cells import BASELINE, paper_row, seed_difference
+from pdiff.pipeline.paper_cells import (
+  BASELINE,
+  UPPER_BOUND,
+  paper_row,
+  seed_difference,
+)
 from pdiff.pipeline.paper_cells import cell as _cell
 from pdiff.pipeline.paper_cells import common as _common
 from pdiff.pipeline.paper_cells import figures as _figures
@@ -65,7 +70,6 @@ from pdiff.tuning.prompt_diffuser_method import NAMED_SETTINGS
 EXPERIMENTS = ("table1", "ablation", "table2", "table3")
 PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets",
                          "published", "prompt_diffuser.json")
-UPPER_BOUND = "upper_bound"
 ABLATION_REFERENCE = "prompt_diffuser[dm_only]"
 # Families' charts per row of an experiment's figure.
 FIGURE_COLUMNS = 2

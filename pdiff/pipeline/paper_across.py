@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from pdiff.evaluation import statistics
-from pdiff.pipeline.paper_cells import BASELINE, paper_row
+from pdiff.pipeline.paper_cells import BASELINE, UPPER_BOUND, paper_row
 
-UPPER_BOUND = "upper_bound"
 _fmt = statistics.format_number
 
 

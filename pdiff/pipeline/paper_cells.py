@@ -16,6 +16,8 @@ from pdiff.evaluation import statistics
 from pdiff.pipeline.validate import ConfigError
 
 BASELINE = statistics.BASELINE
+# The row whose mean return is a family's normalised score of 1.
+UPPER_BOUND = "upper_bound"
 # The row standing for a paper's method where a method has several rows:
 # the paper's Prompt Diffuser projects conflicting gradients.
 PAPER_ROWS = {"prompt_diffuser": "prompt_diffuser[projection]"}
