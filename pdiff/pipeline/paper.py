@@ -346,6 +346,8 @@ def markdown(report: Mapping) -> str:
     if "ordering_sentence" in s:
       lines += ["", s["ordering_sentence"]]
     lines.append("")
+  # Recomputed rather than read from the report: its JSON holds the methods
+  # with sorted keys, and the table follows the rows' order.
   across = across_families(report)
   if across is not None:
     lines += paper_across.markdown_lines(across) + [""]

@@ -132,14 +132,15 @@ def compute_seconds(*results: Mapping) -> dict:
           for k in ("tune_seconds", "eval_seconds")}
 
 
-def common(results: Mapping) -> dict:
+def common(results: Mapping, *more: Mapping) -> dict:
   """What every table's family section repeats from its run's results, and
-  its rows' :func:`compute_seconds`."""
+  the :func:`compute_seconds` of its rows and of those of ``more`` runs
+  (a table built from several runs of the family)."""
   return dict({k: results.get(k) for k in ("family", "test_tasks", "seeds",
                                             "num_shots", "few_shot_quality",
                                             "fingerprint", "inputs",
                                             "provenance", "wall_seconds")},
-              **compute_seconds(results))
+              **compute_seconds(results, *more))
 
 
 def significance_sentence(results: Mapping, rows: Mapping) -> str:

@@ -141,7 +141,6 @@ def section(by_quality: Mapping[str, Mapping]) -> dict:
       order; every quality has the same rows.
   """
   qualities = list(by_quality)
-  first = by_quality[qualities[0]]
   rows = {q: cells.table_rows(r) for q, r in by_quality.items()}
   labels = list(rows[qualities[0]])
   level = cells.confidence_level(rows[qualities[0]])
@@ -162,9 +161,7 @@ def section(by_quality: Mapping[str, Mapping]) -> dict:
   sentences = [f"{q} data: " + cells.significance_sentence(by_quality[q],
                                                            rows[q])
                for q in qualities]
-  out = dict(cells.common(first),
-             **cells.compute_seconds(*by_quality.values()),
-             columns=columns, row_order=labels,
+  out = dict(cells.common(*by_quality.values()), columns=columns, row_order=labels,
              rows=out_rows, qualities=qualities,
              fingerprints={q: r.get("fingerprint")
                            for q, r in by_quality.items()},

@@ -136,8 +136,8 @@ def table3_section(by_setting: Mapping[str, Mapping],
   sentences = [f"{NAMES[s].capitalize()}: "
                + cells.significance_sentence(by_setting[s], rows[s])
                for s in settings]
-  return dict(cells.common(by_setting[settings[0]]),
-              **cells.compute_seconds(*by_setting.values()), columns=columns,
+  return dict(cells.common(*(by_setting[s] for s in settings)),
+              columns=columns,
               row_order=labels, rows=out_rows, settings=settings,
               few_shot_sources={s: SOURCES[s] for s in settings},
               fingerprints={s: r.get("fingerprint")

@@ -169,6 +169,10 @@ def test_a_table_sums_its_runs_tuning_and_evaluation_time():
                                                 "eval_seconds": 39.0}
   assert paper_cells.compute_seconds(first, second) == {
       "tune_seconds": 174.0, "eval_seconds": 52.0}
+  first["family"] = "cheetah_vel"
+  common = paper_cells.common(first, second)
+  assert common["family"] == "cheetah_vel"
+  assert (common["tune_seconds"], common["eval_seconds"]) == (174.0, 52.0)
 
 
 @pytest.mark.parametrize("field, parts, expected", [
