@@ -36,9 +36,11 @@ def synthetic_trajectories(key: jax.Array, num: int, steps: int, ds: int,
       lengths=jnp.full((num,), steps, jnp.int32))
 
 
-def random_plm(key: jax.Array, ds: int, da: int) -> PretrainedPolicy:
-  """A randomly initialised Prompt-DT of the ``cpu`` preset's shape."""
-  config = pretrain_config.get_config("cheetah_vel,cpu")
+def random_plm(key: jax.Array, ds: int, da: int,
+               preset: str = "cpu") -> PretrainedPolicy:
+  """A randomly initialised Prompt-DT of the shape of a pre-training preset
+  (``experiments/configs/pretrain.py``), the ``cpu`` one by default."""
+  config = pretrain_config.get_config(f"cheetah_vel,{preset}")
   model = make_prompt_dt(config.train.model, state_dim=ds, act_dim=da)
   k, kp = config.context_len, config.prompt_len
 

@@ -38,7 +38,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
-from experiments.doc_blocks import benchmarks, families, paper, runs
+from experiments.doc_blocks import benchmarks, families, paper, runs, speed_flags
 from experiments.doc_blocks.common import (  # noqa: F401 (the CLI's API)
   DEFAULT_FAMILY,
   DEFAULT_RESULTS_DIR,
@@ -113,6 +113,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "projection_overhead": benchmarks.render_projection_overhead,
     "evaluation_reference": benchmarks.render_evaluation_reference,
     "tuning_profile": benchmarks.render_tuning_profile,
+    "xla_flags": speed_flags.render_xla_flags,
 }
 
 
