@@ -55,25 +55,28 @@ CANDIDATE_FLAGS = (
 # What XLA prints before it stops on a flag it does not know.
 UNKNOWN_FLAG = "Unknown flag in XLA_FLAGS"
 
-_FLAGS = flags.DEFINE_list("flags", list(CANDIDATE_FLAGS),
-                           "XLA flags to try, one process each.")
-_MODE = flags.DEFINE_enum("mode", "projection",
-                          ["dm_only", "dt_only", "sum", "projection"],
-                          "Prompt Diffuser's gradient combination.")
-_STEPS = flags.DEFINE_integer("steps", 30, "Fine-tuning steps per task.")
-_TASKS = flags.DEFINE_integer("tasks", 5, "Test tasks tuned in one program.")
-_REPEATS = flags.DEFINE_integer(
-    "repeats", 3, "Timed runs of the compiled program; the fastest counts.")
-_ROUNDS = flags.DEFINE_integer(
-    "rounds", 2, "Rounds over every flag (the process without flags "
-    "included), one after the other: each flag's fastest round counts, and "
-    "the rounds without flags give the run-to-run spread.")
-_WORKER_OUTPUT = flags.DEFINE_string(
-    "worker_output", None,
-    "Internal: run one measurement in this process and write it here.")
-_OUTPUT = flags.DEFINE_string(
-    "output", os.path.join(REPO, "benchmarks", "results", "xla_flags.json"),
-    "Where to write the JSON results.")
+def define_flags() -> None:
+  """The command line's flags, defined only when the script runs: tests
+  import this module beside other benchmarks, whose flags share names."""
+  flags.DEFINE_list("flags", list(CANDIDATE_FLAGS),
+                    "XLA flags to try, one process each.")
+  flags.DEFINE_enum("mode", "projection",
+                    ["dm_only", "dt_only", "sum", "projection"],
+                    "Prompt Diffuser's gradient combination.")
+  flags.DEFINE_integer("steps", 30, "Fine-tuning steps per task.")
+  flags.DEFINE_integer("tasks", 5, "Test tasks tuned in one program.")
+  flags.DEFINE_integer(
+      "repeats", 3, "Timed runs of the compiled program; the fastest counts.")
+  flags.DEFINE_integer(
+      "rounds", 2, "Rounds over every flag (the process without flags "
+      "included), one after the other: each flag's fastest round counts, "
+      "and the rounds without flags give the run-to-run spread.")
+  flags.DEFINE_string(
+      "worker_output", None,
+      "Internal: run one measurement in this process and write it here.")
+  flags.DEFINE_string(
+      "output", os.path.join(REPO, "benchmarks", "results", "xla_flags.json"),
+      "Where to write the JSON results.")
 
 
 def measure(mode: str, steps: int, num_tasks: int, repeats: int, *,
@@ -236,25 +239,26 @@ def summarise(flag: str | None, measured: list[dict],
 
 def main(argv):
   del argv
-  if min(_STEPS.value, _TASKS.value, _REPEATS.value, _ROUNDS.value) < 1:
+  F = flags.FLAGS  # noqa: N806
+  if min(F.steps, F.tasks, F.repeats, F.rounds) < 1:
     raise ValueError("--steps, --tasks, --repeats and --rounds must be >= 1.")
-  if _WORKER_OUTPUT.value:
-    timings, arrays = measure(_MODE.value, _STEPS.value, _TASKS.value,
-                              _REPEATS.value)
-    np.savez(_WORKER_OUTPUT.value + ".npz", **arrays)
-    with open(_WORKER_OUTPUT.value + ".json", "w") as f:
+  if F.worker_output:
+    timings, arrays = measure(F.mode, F.steps, F.tasks,
+                              F.repeats)
+    np.savez(F.worker_output + ".npz", **arrays)
+    with open(F.worker_output + ".json", "w") as f:
       json.dump(timings, f)
     return
-  args = [f"--mode={_MODE.value}", f"--steps={_STEPS.value}",
-          f"--tasks={_TASKS.value}", f"--repeats={_REPEATS.value}"]
+  args = [f"--mode={F.mode}", f"--steps={F.steps}",
+          f"--tasks={F.tasks}", f"--repeats={F.repeats}"]
   load_before = os.getloadavg()
-  runs = [None, *_FLAGS.value]
+  runs = [None, *F.flags]
   measured = {flag: [] for flag in runs}
   base_arrays = None
   with tempfile.TemporaryDirectory() as workdir:
-    for r in range(_ROUNDS.value):
+    for r in range(F.rounds):
       for i, flag in enumerate(runs):
-        print(f"[round {r + 1}/{_ROUNDS.value}, {i + 1}/{len(runs)}] "
+        print(f"[round {r + 1}/{F.rounds}, {i + 1}/{len(runs)}] "
               f"{flag or 'no flag'} ...", flush=True)
         if measured[flag] and not measured[flag][0]["accepted"]:
           print("    not accepted by this XLA", flush=True)
@@ -276,13 +280,13 @@ def main(argv):
               + ("" if "same_prompts" not in timings else
                  f", same prompts: {timings['same_prompts']}"), flush=True)
   base = summarise(None, measured[None], None)
-  rows = [base] + [summarise(f, measured[f], base) for f in _FLAGS.value]
+  rows = [base] + [summarise(f, measured[f], base) for f in F.flags]
   result = {
       "benchmark": "xla_flags",
       "program": "pdiff.tuning.prompt_diffuser.make_tune_tasks",
-      "mode": _MODE.value, "finetune_steps": _STEPS.value,
-      "tasks": _TASKS.value, "repeats": _REPEATS.value,
-      "rounds": _ROUNDS.value,
+      "mode": F.mode, "finetune_steps": F.steps,
+      "tasks": F.tasks, "repeats": F.repeats,
+      "rounds": F.rounds,
       "machine": {
           "processor": platform.processor() or platform.machine(),
           "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
@@ -293,9 +297,10 @@ def main(argv):
       "rows": rows,
   }
   from pdiff.evaluation.report import write_json_atomic
-  write_json_atomic(_OUTPUT.value, result)
-  print(f"wrote {_OUTPUT.value}")
+  write_json_atomic(F.output, result)
+  print(f"wrote {F.output}")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

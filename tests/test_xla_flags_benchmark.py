@@ -62,3 +62,12 @@ def test_summarise_keeps_the_fastest_round_and_every_difference():
   assert row["same_prompts"] is False and row["max_abs_diff"] == 1e-5
   assert xla_flags.summarise("--g", [{"accepted": False}], base) == {
       "flag": "--g", "accepted": False}
+
+
+def test_importing_it_defines_no_flags_that_other_benchmarks_define():
+  from absl import flags
+
+  from benchmarks import tuning_profile  # noqa: F401 (defines "output")
+
+  assert "output" in flags.FLAGS
+  assert "rounds" not in flags.FLAGS  # defined by the script's __main__ only
